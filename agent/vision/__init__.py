@@ -1,0 +1,1 @@
+"""Inference: runtime loading, detector, recognizer and decoding."""
