@@ -8,9 +8,13 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.logs import setup_logging
+
+if TYPE_CHECKING:
+    from agent.reader import Reader
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +59,103 @@ def cmd_models_verify(args: argparse.Namespace) -> int:
     for item in results:
         _emit(item)
     return EXIT_OK if all(r["ok"] for r in results) else EXIT_FAIL
+
+
+def _make_reader(args: argparse.Namespace) -> Reader:
+    from agent.reader import Reader
+    from agent.vision.runtime import RuntimeConfig
+
+    return Reader(
+        args.models_dir,
+        RuntimeConfig(num_threads=args.threads),
+        policy=args.policy,
+        min_confidence=args.min_confidence,
+        barcodes=not args.no_barcodes,
+    )
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    import time
+
+    import cv2
+
+    from agent import imageio
+    from agent.annotate import annotate
+    from agent.reader import FrameResult, response
+    from agent.vision.manifest import ModelError
+
+    try:
+        reader = _make_reader(args)
+    except ModelError as exc:
+        logger.error("%s", exc)
+        return EXIT_FAIL
+    stdin = sys.stdin.buffer.read() if "-" in args.inputs else None
+    if args.annotate:
+        args.annotate.mkdir(parents=True, exist_ok=True)
+    for index, spec in enumerate(args.inputs):
+        label = spec if len(spec) <= 200 else spec[:40] + f"...({len(spec)} chars)"
+        t0 = time.perf_counter()
+        try:
+            loaded = imageio.load(spec, stdin)
+        except imageio.ImageInputError as exc:
+            out = response(FrameResult(), reader, message=str(exc))
+            out["input"] = label
+            _emit(out)
+            continue
+        t1 = time.perf_counter()
+        result = reader.read_frame(loaded.image)
+        out = response(result, reader)
+        out["timing_ms"] = {"decode": round(1000 * (t1 - t0), 2), **out["timing_ms"]}
+        out["timing_ms"]["total"] = round(1000 * (time.perf_counter() - t0), 2)
+        out["input"] = label
+        out["width"], out["height"] = result.width, result.height
+        if args.annotate:
+            stem = Path(spec).stem if len(spec) < 256 and Path(spec).suffix else "input"
+            target = args.annotate / f"{index:04d}_{stem}.jpg"
+            if not cv2.imwrite(str(target), annotate(loaded.image, result)):
+                logger.error("could not write annotated image %s", target)
+        _emit(out)
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from agent.evaluate import DatasetError, evaluate, format_table, load_labels
+    from agent.vision.manifest import ModelError
+
+    try:
+        samples = load_labels(args.dataset)
+        reader = _make_reader(args)
+    except (DatasetError, ModelError) as exc:
+        logger.error("%s", exc)
+        return EXIT_FAIL
+    report = evaluate(reader, samples, progress=not args.no_progress)
+    report["dataset"] = str(args.dataset)
+    report["models"] = reader.models
+    sys.stderr.write(format_table(report) + "\n")
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    else:
+        _emit(report)
+    return EXIT_OK
+
+
+def _add_reader_options(p: argparse.ArgumentParser) -> None:
+    _add_models_dir(p)
+    p.add_argument(
+        "--policy",
+        choices=["required", "auto", "off"],
+        default="auto",
+        help="check digit policy (default auto: required for North America and China)",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.5,
+        metavar="C",
+        help="publish a VIN only at or above this calibrated confidence (default 0.5)",
+    )
+    p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    p.add_argument("--no-barcodes", action="store_true", help="skip the barcode pass")
 
 
 def _add_models_dir(p: argparse.ArgumentParser) -> None:
@@ -111,6 +212,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="clean OCR/barcode text first (spaces, dashes, '*', leading I, O->0, I->1, Q->0)",
     )
     p_check.set_defaults(handler=cmd_vin_check)
+
+    p_read = sub.add_parser(
+        "read",
+        help="read VINs in images; one CarsXE-style JSON object per input",
+        description="INPUT is an image path, an http(s) URL, a base64 string, a "
+        "data:image/...;base64, URI, or - for image bytes on stdin. One JSON object per "
+        "input on stdout, in input order. Exit 0 when every input was processed (bad inputs "
+        "give success: false with a message), 1 when the models cannot be loaded, 2 on "
+        "usage errors.",
+    )
+    p_read.add_argument("inputs", nargs="+", metavar="INPUT")
+    _add_reader_options(p_read)
+    p_read.add_argument("--annotate", type=Path, metavar="DIR", help="write annotated images here")
+    p_read.set_defaults(handler=cmd_read)
+
+    p_eval = sub.add_parser(
+        "eval",
+        help="evaluate on a labelled dataset (labels.csv with file,vin[,kind])",
+        description="DATASET_DIR holds labels.csv (columns file and vin, optional kind) and "
+        "the images. Prints a table to stderr and the JSON report to stdout or --report.",
+    )
+    p_eval.add_argument("dataset", type=Path, metavar="DATASET_DIR")
+    p_eval.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
+    p_eval.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_reader_options(p_eval)
+    p_eval.set_defaults(handler=cmd_eval)
 
     p_models = sub.add_parser("models", help="shipped models: integrity checks")
     models_sub = p_models.add_subparsers(dest="models_command", metavar="ACTION", required=True)

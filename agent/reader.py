@@ -1,0 +1,245 @@
+"""One frame in, VIN reads out: detector -> rectified crops -> recognizer -> rules,
+fused with barcode VINs read in the same pass.
+
+This is the code path shared by ``vin-agent read``, ``eval`` and the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent import vin
+from agent.vision.barcodes import BarcodeRead, read_barcodes
+from agent.vision.detector import Detection, Detector
+from agent.vision.geometry import quad_box, rectify
+from agent.vision.manifest import load_manifest
+from agent.vision.recognizer import Read, Recognizer
+from agent.vision.runtime import RuntimeConfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MIN_CONFIDENCE = 0.5
+#: Lines shorter than this (pixels) are reported as too small, not read.
+MIN_LINE_HEIGHT_PX = 6.0
+#: Confidence of a valid barcode VIN alone: barcodes carry their own
+#: error detection, so a wrong decode that also passes the VIN rules is rare.
+BARCODE_CONFIDENCE = 0.97
+BARCODE_NO_CHECKSUM_CONFIDENCE = 0.9
+
+
+@dataclass
+class LineRead:
+    """A VIN found in a frame, from OCR, a barcode or both."""
+
+    vin: str
+    confidence: float
+    checksum_valid: bool
+    quad: np.ndarray
+    box: dict[str, int]
+    source: str  # "ocr" | "barcode" | "both"
+    ocr: Read | None = None
+    barcode: BarcodeRead | None = None
+
+
+@dataclass
+class Miss:
+    """A VIN-like line that did not yield a publishable read, and why."""
+
+    box: dict[str, int]
+    reason: str  # too_small | checksum_failed | below_threshold
+    vin: str | None = None
+    confidence: float = 0.0
+
+
+@dataclass
+class FrameResult:
+    reads: list[LineRead] = field(default_factory=list)
+    misses: list[Miss] = field(default_factory=list)
+    timing_ms: dict[str, float] = field(default_factory=dict)
+    width: int = 0
+    height: int = 0
+
+
+def _overlap(a: dict[str, int], b: dict[str, int]) -> float:
+    ix = max(0, min(a["xmax"], b["xmax"]) - max(a["xmin"], b["xmin"]))
+    iy = max(0, min(a["ymax"], b["ymax"]) - max(a["ymin"], b["ymin"]))
+    inter = ix * iy
+    area = min(
+        (a["xmax"] - a["xmin"]) * (a["ymax"] - a["ymin"]),
+        (b["xmax"] - b["xmin"]) * (b["ymax"] - b["ymin"]),
+    )
+    return inter / area if area > 0 else 0.0
+
+
+class Reader:
+    """Models loaded once; ``read_frame`` is safe to call for every frame."""
+
+    def __init__(
+        self,
+        models_dir: Path | str | None = None,
+        runtime: RuntimeConfig | None = None,
+        policy: vin.ChecksumPolicy | str = vin.ChecksumPolicy.AUTO,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        barcodes: bool = True,
+    ) -> None:
+        manifest = load_manifest(models_dir)
+        self.detector = Detector(manifest, runtime)
+        self.recognizer = Recognizer(manifest, runtime)
+        self.policy = vin.ChecksumPolicy(policy)
+        self.min_confidence = min_confidence
+        self.barcodes = barcodes
+        self.models = {
+            "detector": {"version": self.detector.version, "sha256": self.detector.sha256},
+            "recognizer": {"version": self.recognizer.version, "sha256": self.recognizer.sha256},
+        }
+
+    def recognize(self, frame: np.ndarray, det: Detection) -> Read:
+        """Read a detected line both ways round and keep the likelier reading.
+
+        The detector's quads do not know which end the text starts at (a
+        photo can be upside down), so the 180-degree turn is tried too.
+        """
+        crop = rectify(frame, det.quad)
+        upright = self.recognizer.read(crop, self.policy)
+        flipped = self.recognizer.read(crop[::-1, ::-1], self.policy)
+        return flipped if flipped.decoded.log_prob > upright.decoded.log_prob else upright
+
+    def read_frame(self, frame: np.ndarray) -> FrameResult:
+        h, w = frame.shape[:2]
+        result = FrameResult(width=w, height=h)
+        t0 = time.perf_counter()
+        detections = self.detector.detect(frame)
+        t1 = time.perf_counter()
+        ocr_reads: list[LineRead] = []
+        for det in detections:
+            if det.height_px < MIN_LINE_HEIGHT_PX:
+                result.misses.append(Miss(det.box, "too_small"))
+                continue
+            read = self.recognize(frame, det)
+            if read.decoded.checksum_required and not read.decoded.checksum_valid:
+                result.misses.append(Miss(det.box, "checksum_failed", read.vin, read.confidence))
+                continue
+            ocr_reads.append(
+                LineRead(
+                    read.vin,
+                    read.confidence,
+                    read.decoded.checksum_valid,
+                    det.quad,
+                    det.box,
+                    "ocr",
+                    ocr=read,
+                )
+            )
+        t2 = time.perf_counter()
+        codes = read_barcodes(frame, self.policy) if self.barcodes else []
+        t3 = time.perf_counter()
+        reads = self._fuse(ocr_reads, codes, w, h)
+        for r in reads:
+            if r.confidence >= self.min_confidence:
+                result.reads.append(r)
+            else:
+                result.misses.append(Miss(r.box, "below_threshold", r.vin, r.confidence))
+        result.reads.sort(key=lambda r: -r.confidence)
+        result.timing_ms = {
+            "detect": 1000 * (t1 - t0),
+            "recognize": 1000 * (t2 - t1),
+            "barcode": 1000 * (t3 - t2),
+            "fuse": 1000 * (time.perf_counter() - t3),
+        }
+        return result
+
+    @staticmethod
+    def _fuse(ocr: list[LineRead], codes: list[BarcodeRead], w: int, h: int) -> list[LineRead]:
+        """Merge OCR and barcode reads of the same VIN; agreement raises confidence.
+
+        Two independent channels that agree are both wrong only if both err
+        the same way, so the miss probabilities multiply.
+        """
+        merged: dict[str, LineRead] = {}
+        for r in ocr:
+            best = merged.get(r.vin)
+            if best is None or r.confidence > best.confidence:
+                merged[r.vin] = r
+        for code in codes:
+            conf = BARCODE_CONFIDENCE if code.checksum_valid else BARCODE_NO_CHECKSUM_CONFIDENCE
+            if code.vin in merged and merged[code.vin].source == "ocr":
+                o = merged[code.vin]
+                o.confidence = 1.0 - (1.0 - o.confidence) * (1.0 - conf)
+                o.source, o.barcode = "both", code
+            elif code.vin not in merged:
+                box = quad_box(code.quad, w, h)
+                merged[code.vin] = LineRead(
+                    code.vin, conf, code.checksum_valid, code.quad, box, "barcode", barcode=code
+                )
+        return list(merged.values())
+
+
+def response(
+    result: FrameResult, reader: Reader | None = None, message: str | None = None
+) -> dict[str, Any]:
+    """The CarsXE VIN OCR response for one frame, plus this project's fields."""
+    models = reader.models if reader else None
+    if not result.reads:
+        if message is None:
+            if result.misses:
+                reasons = sorted({m.reason for m in result.misses})
+                message = "VIN-like text found but not read: " + ", ".join(reasons)
+            else:
+                message = "no VIN text line or VIN barcode found"
+        return {
+            "success": False,
+            "vin": None,
+            "box": None,
+            "confidence": 0.0,
+            "candidates": [],
+            "message": message,
+            "misses": [{"box": m.box, "reason": m.reason} for m in result.misses],
+            "timing_ms": _round(result.timing_ms),
+            "model": models,
+        }
+    best = result.reads[0]
+    candidates = [
+        {"vin": r.vin, "confidence": round(r.confidence, 4), "box": r.box} for r in result.reads
+    ]
+    if best.ocr is not None:
+        # The best line's runner-up strings share the probability that the
+        # best one is wrong, in proportion to their decoder probabilities.
+        alts = [
+            c
+            for c in best.ocr.decoded.candidates[1:4]
+            if c.vin not in {r.vin for r in result.reads}
+        ]
+        weights = np.exp([c.log_prob for c in alts]) if alts else np.zeros(0)
+        for cand, wgt in zip(alts, weights, strict=True):
+            share = float(wgt / weights.sum()) if weights.sum() > 0 else 0.0
+            candidates.append(
+                {
+                    "vin": cand.vin,
+                    "confidence": round((1 - best.confidence) * share, 4),
+                    "box": best.box,
+                }
+            )
+    return {
+        "success": True,
+        "vin": best.vin,
+        "box": best.box,
+        "confidence": round(best.confidence, 4),
+        "candidates": candidates,
+        "message": "",
+        "checksum_valid": best.checksum_valid,
+        "source": best.source,
+        "quad": [[round(float(x), 1), round(float(y), 1)] for x, y in best.quad],
+        "decoded": vin.decode(best.vin),
+        "timing_ms": _round(result.timing_ms),
+        "model": models,
+    }
+
+
+def _round(timing: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 2) for k, v in timing.items()}

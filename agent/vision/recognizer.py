@@ -1,0 +1,109 @@
+"""The recognizer: a rectified crop of one VIN line -> 17 characters.
+
+The int8 model outputs logits for 17 fixed slots over the 33 VIN
+characters; softmax runs here in float so small probabilities keep their
+resolution for the constrained decoder.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from agent.vin import ALPHABET, VIN_LENGTH, ChecksumPolicy
+from agent.vision.calibration import Calibrator
+from agent.vision.decoding import Decoded, decode
+from agent.vision.manifest import Manifest, ModelError
+from agent.vision.runtime import RuntimeConfig, TFLiteModel
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "recognizer"
+INPUT_HEIGHT = 32
+INPUT_WIDTH = 320
+
+
+def preprocess(
+    crop: np.ndarray, height: int = INPUT_HEIGHT, width: int = INPUT_WIDTH
+) -> np.ndarray:
+    """Any-size BGR or gray crop -> ``height x width`` gray uint8, stretched.
+
+    Stretching rather than letterboxing keeps 17 characters spread over the
+    slots the same way for tight and loose crops; training uses this very
+    function so the two cannot drift apart.  INTER_AREA averages when
+    shrinking (no aliasing of fine strokes), INTER_LINEAR interpolates when
+    enlarging; when one axis shrinks and the other grows, each gets its own
+    filter in two steps.
+    """
+    if crop.size == 0:
+        raise ValueError("empty crop")
+    if crop.ndim == 3:
+        code = cv2.COLOR_BGR2GRAY if crop.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
+        crop = cv2.cvtColor(crop, code)
+    if crop.dtype != np.uint8:
+        crop = np.clip(crop, 0, 255).astype(np.uint8)
+    h, w = crop.shape
+    if h >= height and w >= width:
+        out = cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
+    elif h <= height and w <= width:
+        out = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
+    elif h > height:
+        out = cv2.resize(crop, (w, height), interpolation=cv2.INTER_AREA)
+        out = cv2.resize(out, (width, height), interpolation=cv2.INTER_LINEAR)
+    else:
+        out = cv2.resize(crop, (width, h), interpolation=cv2.INTER_AREA)
+        out = cv2.resize(out, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Read:
+    """One recognised line: the decoded VIN and a calibrated confidence."""
+
+    vin: str
+    confidence: float
+    decoded: Decoded
+    probs: np.ndarray  # (17, 33) per-position probabilities, kept for fusion
+
+
+class Recognizer:
+    """Loads the verified recognizer once; reads crops one at a time."""
+
+    def __init__(self, manifest: Manifest, runtime: RuntimeConfig | None = None) -> None:
+        entry = manifest.entry(MODEL_NAME)
+        alphabet = entry.info.get("alphabet", ALPHABET)
+        if alphabet != ALPHABET:
+            raise ModelError(f"{entry.path}: model alphabet {alphabet!r} != {ALPHABET!r}")
+        self.model = TFLiteModel(entry, runtime)
+        _, self.height, self.width, _ = self.model.input_shape
+        self.calibrator = Calibrator.from_manifest(entry.info.get("calibration"))
+        self.version = entry.version
+        self.sha256 = entry.sha256
+
+    def probabilities(self, crop: np.ndarray) -> np.ndarray:
+        """Per-position probabilities (17, 33) for one crop of any size."""
+        x = preprocess(crop, self.height, self.width)[None, :, :, None]
+        (logits,) = self.model.invoke(x.astype(self.model.input_dtype))
+        return softmax(logits.reshape(VIN_LENGTH, len(ALPHABET)))
+
+    def read(
+        self, crop: np.ndarray, policy: ChecksumPolicy | str = ChecksumPolicy.AUTO, k: int = 5
+    ) -> Read:
+        probs = self.probabilities(crop)
+        return self.read_probs(probs, policy, k)
+
+    def read_probs(
+        self, probs: np.ndarray, policy: ChecksumPolicy | str = ChecksumPolicy.AUTO, k: int = 5
+    ) -> Read:
+        """Constrained decode and calibrate already computed (possibly fused) probabilities."""
+        decoded = decode(probs, policy, k=k)
+        return Read(decoded.vin, self.calibrator.confidence(decoded), decoded, probs)

@@ -1,0 +1,44 @@
+"""The training pipeline end to end on a tiny budget: data -> Keras -> int8 TFLite -> manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="the train extra is not installed")
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_tiny_training_exports_int8_model_the_agent_loads(tmp_path: Path) -> None:
+    """A few training steps must yield a fully int8 model that the agent verifies and runs.
+
+    This proves the pipeline (generator, training, int8 conversion, calibration,
+    manifest with checksum) without asserting accuracy, which a few steps cannot give.
+    """
+    from agent.vision.manifest import load_manifest, verify_all
+    from agent.vision.recognizer import Recognizer
+    from training import recognizer as train_recognizer
+
+    out = tmp_path / "models"
+    assert (
+        train_recognizer.main(["--tiny", "--out", str(out), "--threads", "1", "--workers", "1"])
+        == 0
+    )
+
+    manifest = load_manifest(out)
+    assert [r["ok"] for r in verify_all(manifest)] == [True]
+    entry = json.loads((out / "manifest.json").read_text())["models"]["recognizer"]
+    assert entry["training"]["generator_version"]
+    assert {"int8_exact", "float_exact", "ece"} <= set(entry["metrics"])
+
+    rec = Recognizer(manifest)
+    assert rec.model.input_dtype == np.uint8
+    details = rec.model.interpreter.get_tensor_details()
+    float_tensors = [d["name"] for d in details if d["dtype"] == np.float32]
+    assert not float_tensors, f"not fully integer-quantised: {float_tensors[:5]}"
+    read = rec.read(np.full((40, 400), 200, np.uint8))
+    assert len(read.vin) == 17 and 0.0 <= read.confidence <= 1.0

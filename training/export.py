@@ -1,0 +1,75 @@
+"""Export Keras models to fully integer-quantised TFLite and record them in the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def to_int8_tflite(model: Any, representative: np.ndarray, output_int8: bool = True) -> bytes:
+    """Convert with int8 weights and activations and uint8 input (raw pixels).
+
+    ``representative`` holds real input samples (N, H, W, C) in [0, 255];
+    the converter needs them to pick activation ranges.
+    """
+    import tensorflow as tf
+
+    def rep() -> Iterator[list[np.ndarray]]:
+        for x in representative:
+            yield [x[None].astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.uint8
+    conv.inference_output_type = tf.int8 if output_int8 else tf.float32
+    return bytes(conv.convert())
+
+
+def tflite_runner(content: bytes, threads: int = 2) -> Callable[[np.ndarray], np.ndarray]:
+    """A function running the exported model on uint8 batches, one sample at a time."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=content, num_threads=threads)
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    out = it.get_output_details()[0]
+    scale, zero = out["quantization"]
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        results = []
+        for x in batch:
+            it.set_tensor(inp["index"], x[None].astype(np.uint8))
+            it.invoke()
+            raw = it.get_tensor(out["index"])[0]
+            results.append((raw.astype(np.float32) - zero) * scale if scale else raw)
+        return np.stack(results)
+
+    return run
+
+
+def write_model(models_dir: Path, name: str, content: bytes, entry: dict[str, Any]) -> Path:
+    """Write ``<name>.tflite`` and merge its entry (with SHA-256) into manifest.json."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    path = models_dir / f"{name}.tflite"
+    path.write_bytes(content)
+    manifest_path = models_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
+    manifest.setdefault("models", {})[name] = {
+        "file": path.name,
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "size_bytes": len(content),
+        **entry,
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    logger.info("wrote %s (%d bytes) and its manifest entry", path, len(content))
+    return path
