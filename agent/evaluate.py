@@ -83,21 +83,37 @@ class Progress:
 
 
 def evaluate(reader: Reader, samples: list[Sample], progress: bool = True) -> dict[str, Any]:
-    """Run every sample through the same path as ``read``; return the report dict."""
-    bar = Progress(len(samples)) if progress else None
-    rows = []
-    for i, s in enumerate(samples):
+    """Run every image once through the same path as ``read``; return the report dict.
+
+    A file may have several rows (several VINs in one image): a row counts
+    as exact when its VIN is among the image's published reads.  Rows with
+    an empty ``vin`` mark images without a VIN; any read there is a false
+    read, reported under ``negatives`` and kept out of the main figures.
+    """
+    files = list(dict.fromkeys(s.file for s in samples))
+    bar = Progress(len(files)) if progress else None
+    outcome: dict[Path, tuple[list[tuple[str, float]], float, str | None]] = {}
+    for i, path in enumerate(files):
         t0 = time.perf_counter()
         try:
-            frame = imageio.load(str(s.file)).image
-            result = reader.read_frame(frame)
-            best = result.reads[0] if result.reads else None
-            error = None
+            result = reader.read_frame(imageio.load(str(path)).image)
+            reads, error = [(r.vin, r.confidence) for r in result.reads], None
         except imageio.ImageInputError as exc:
-            best, error = None, str(exc)
-        latency = 1000 * (time.perf_counter() - t0)
-        pred = best.vin if best else None
-        conf = best.confidence if best else 0.0
+            logger.warning("%s", exc)
+            reads, error = [], str(exc)
+        outcome[path] = (reads, 1000 * (time.perf_counter() - t0), error)
+        if bar:
+            bar.update(i + 1)
+    rows, false_reads, negatives = [], 0, 0
+    for s in samples:
+        reads, latency, error = outcome[s.file]
+        if not s.vin:
+            negatives += 1
+            false_reads += bool(reads)
+            continue
+        match = [r for r in reads if r[0] == s.vin] or reads
+        pred: str | None = match[0][0] if match else None
+        conf = match[0][1] if match else 0.0
         chars = sum(a == b for a, b in zip(pred or "", s.vin, strict=False)) / max(len(s.vin), 1)
         rows.append(
             {
@@ -110,16 +126,17 @@ def evaluate(reader: Reader, samples: list[Sample], progress: bool = True) -> di
                 "error": error,
             }
         )
-        if bar:
-            bar.update(i + 1)
-    return summarize(rows)
+    report = summarize(rows)
+    report["images"] = len(files)
+    report["negatives"] = {"n": negatives, "false_reads": false_reads}
+    return report
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def stats(sub: list[dict[str, Any]]) -> dict[str, Any]:
         n = len(sub)
         if n == 0:
-            return {"n": 0}
+            return {"n": 0, "exact": 0.0, "wrong": 0.0, "no_read": 0.0}
         exact = np.array([r["pred"] == r["truth"] for r in sub])
         read = np.array([r["pred"] is not None for r in sub])
         conf = np.array([r["conf"] for r in sub])

@@ -156,6 +156,9 @@ def fetch_url(url: str, timeout: float = URL_TIMEOUT_S, max_bytes: int = MAX_BYT
     return data
 
 
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
 def looks_like_base64(text: str) -> bool:
     return len(text) >= 64 and "/" not in text[:1] and bool(_B64_CHARS.match(text[:4096]))
 
@@ -168,6 +171,11 @@ def load(spec: str, stdin: bytes | None = None) -> LoadedImage:
         return decode_image(decode_base64(spec, "data URI"), "data URI")
     if spec.lower().startswith(("http://", "https://")):
         return decode_image(fetch_url(spec), spec)
+    scheme = _SCHEME.match(spec)
+    if scheme:
+        raise ImageInputError(
+            f"{spec}: unsupported URL scheme {scheme.group(1)!r}; only http and https are fetched"
+        )
     path = Path(spec)
     try:
         exists = path.exists()

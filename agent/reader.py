@@ -17,7 +17,7 @@ import numpy as np
 from agent import vin
 from agent.vision.barcodes import BarcodeRead, read_barcodes
 from agent.vision.detector import Detection, Detector
-from agent.vision.geometry import quad_box, rectify
+from agent.vision.geometry import expand_quad, quad_box, rectify
 from agent.vision.manifest import load_manifest
 from agent.vision.recognizer import Read, Recognizer
 from agent.vision.runtime import RuntimeConfig
@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_MIN_CONFIDENCE = 0.5
 #: Lines shorter than this (pixels) are reported as too small, not read.
 MIN_LINE_HEIGHT_PX = 6.0
+#: Margins added around a detected line before rectifying, in line heights.
+PAD_ENDS = 0.5
+PAD_ABOVE_BELOW = 0.3
 #: Confidence of a valid barcode VIN alone: barcodes carry their own
 #: error detection, so a wrong decode that also passes the VIN rules is rare.
 BARCODE_CONFIDENCE = 0.97
@@ -55,6 +58,9 @@ class Miss:
     reason: str  # too_small | checksum_failed | below_threshold
     vin: str | None = None
     confidence: float = 0.0
+    #: The weak read itself, so that several frames can still add up to a
+    #: confident one (the daemon fuses them).
+    read: LineRead | None = None
 
 
 @dataclass
@@ -66,15 +72,19 @@ class FrameResult:
     height: int = 0
 
 
-def _overlap(a: dict[str, int], b: dict[str, int]) -> float:
-    ix = max(0, min(a["xmax"], b["xmax"]) - max(a["xmin"], b["xmin"]))
-    iy = max(0, min(a["ymax"], b["ymax"]) - max(a["ymin"], b["ymin"]))
-    inter = ix * iy
-    area = min(
-        (a["xmax"] - a["xmin"]) * (a["ymax"] - a["ymin"]),
-        (b["xmax"] - b["xmin"]) * (b["ymax"] - b["ymin"]),
-    )
-    return inter / area if area > 0 else 0.0
+def pad_quad(quad: np.ndarray) -> np.ndarray:
+    """Grow a tight text-line quad by the margins the recognizer was trained with.
+
+    Training crops carry about half a character height of background at each
+    end and a third above and below; a crop cut exactly at the ink would put
+    the end characters on the image border, which the model has rarely seen.
+    """
+    q = np.asarray(quad, np.float32)
+    length = float(np.linalg.norm((q[1] - q[0] + q[2] - q[3]) / 2))
+    height = float(np.linalg.norm((q[3] - q[0] + q[2] - q[1]) / 2))
+    if length <= 0 or height <= 0:
+        return q
+    return expand_quad(q, along=PAD_ENDS * height * 2 / length, across=PAD_ABOVE_BELOW * 2)
 
 
 class Reader:
@@ -103,12 +113,17 @@ class Reader:
         """Read a detected line both ways round and keep the likelier reading.
 
         The detector's quads do not know which end the text starts at (a
-        photo can be upside down), so the 180-degree turn is tried too.
+        photo can be upside down), so the 180-degree turn is scored too;
+        only the likelier orientation pays for the constrained decode.
         """
-        crop = rectify(frame, det.quad)
-        upright = self.recognizer.read(crop, self.policy)
-        flipped = self.recognizer.read(crop[::-1, ::-1], self.policy)
-        return flipped if flipped.decoded.log_prob > upright.decoded.log_prob else upright
+        crop = rectify(frame, pad_quad(det.quad))
+        upright = self.recognizer.probabilities(crop)
+        flipped = self.recognizer.probabilities(crop[::-1, ::-1])
+        score_up = float(np.log(upright.max(axis=1)).sum())
+        score_flip = float(np.log(flipped.max(axis=1)).sum())
+        return self.recognizer.read_probs(
+            flipped if score_flip > score_up else upright, self.policy
+        )
 
     def read_frame(self, frame: np.ndarray) -> FrameResult:
         h, w = frame.shape[:2]
@@ -144,7 +159,7 @@ class Reader:
             if r.confidence >= self.min_confidence:
                 result.reads.append(r)
             else:
-                result.misses.append(Miss(r.box, "below_threshold", r.vin, r.confidence))
+                result.misses.append(Miss(r.box, "below_threshold", r.vin, r.confidence, r))
         result.reads.sort(key=lambda r: -r.confidence)
         result.timing_ms = {
             "detect": 1000 * (t1 - t0),
@@ -199,6 +214,10 @@ def response(
             "confidence": 0.0,
             "candidates": [],
             "message": message,
+            "checksum_valid": None,
+            "source": None,
+            "quad": None,
+            "decoded": None,
             "misses": [{"box": m.box, "reason": m.reason} for m in result.misses],
             "timing_ms": _round(result.timing_ms),
             "model": models,
@@ -236,6 +255,7 @@ def response(
         "source": best.source,
         "quad": [[round(float(x), 1), round(float(y), 1)] for x, y in best.quad],
         "decoded": vin.decode(best.vin),
+        "misses": [{"box": m.box, "reason": m.reason} for m in result.misses],
         "timing_ms": _round(result.timing_ms),
         "model": models,
     }

@@ -32,7 +32,14 @@ from training.vins import sample_context_line, sample_vin
 logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "crops-1"
-__all__ = ["GENERATOR_VERSION", "KINDS", "preprocess", "render_crop"]
+__all__ = [
+    "GENERATOR_VERSION",
+    "KINDS",
+    "preprocess",
+    "render_crop",
+    "render_crop_with_quad",
+    "text_line_ink",
+]
 
 #: Font sizes glyphs are rendered at; the warp covers the steps between them,
 #: which keeps the glyph cache small enough to stay warm.
@@ -125,6 +132,14 @@ def _barcode(
 
 def _compose(rng: np.random.Generator, vin: str, st: Style) -> tuple[np.ndarray, Geometry]:
     """Lay out the carrier's ink and warp the detector quad to the output crop."""
+    ink, geom, _ = _compose_with_quad(rng, vin, st)
+    return ink, geom
+
+
+def _compose_with_quad(
+    rng: np.random.Generator, vin: str, st: Style
+) -> tuple[np.ndarray, Geometry, np.ndarray]:
+    """``_compose`` plus the quad of the text's cap-height box in crop pixels (TL, TR, BR, BL)."""
     ss = rng.uniform(1.0, 1.4)
     size = _font_size(st.face, st.cap * ss)
     cap_r = size * fonts.faces()[st.face].info.cap_ratio
@@ -245,7 +260,12 @@ def _compose(rng: np.random.Generator, vin: str, st: Style) -> tuple[np.ndarray,
     sx = out_w / bw
     vin_x0 = (lx0 - box[0, 0]) * sx
     geom = Geometry(st.cap, vin_x0, vin_x0 + (x_right - x_left) * sx, first_w * sx, last_w * sx)
-    return ink, geom
+    text_quad = cv2.perspectiveTransform((text - (ox, oy)).astype(np.float32)[None], m)[0]
+    if st.bend:
+        # The remap above moved ink at column x up by shift(x) - mean; the corners follow.
+        cols = np.clip(np.round(text_quad[:, 0]).astype(int), 0, out_w - 1)
+        text_quad[:, 1] -= shift[cols] - shift.mean()
+    return ink, geom, text_quad
 
 
 def render_crop(
@@ -264,11 +284,80 @@ def render_crop(
         raise ValueError(f"unknown carrier kind {kind!r}; expected one of {KINDS}")
     if vin is None:
         vin = sample_vin(rng)
+    img, _, kind = _render(rng, vin, kind, None, None)
+    return img, vin, kind
+
+
+def _render(
+    rng: np.random.Generator,
+    vin: str,
+    kind: str,
+    cap: float | None,
+    margins: tuple[float, float, float, float] | None,
+) -> tuple[np.ndarray, np.ndarray, str]:
     st = carriers.sample_style(rng, kind)
+    if cap is not None:
+        st.cap = float(cap)
+    if margins is not None:
+        st.margin_l, st.margin_r, st.margin_t, st.margin_b = margins
+        st.bend = float(np.clip(st.bend, -0.25, 0.25))
     if st.above == "":
         st.above = sample_context_line(rng, kind)
     if st.below == "":
         st.below = sample_context_line(rng, kind)
-    ink, geom = _compose(rng, vin, st)
+    ink, geom, quad = _compose_with_quad(rng, vin, st)
     gray = photo.paint(rng, ink, st, geom, photo.gain(rng, st, ink.shape[1]))
-    return photo.photograph(rng, gray, st, geom), vin, kind
+    return photo.photograph(rng, gray, st, geom), quad, kind
+
+
+def render_crop_with_quad(
+    rng: np.random.Generator,
+    text: str | None = None,
+    kind: str | None = None,
+    cap: float | None = None,
+    margins: tuple[float, float, float, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """``render_crop`` that also returns where the text is: (gray, quad, text, kind).
+
+    ``quad`` (4, 2) float32 is the cap-height box of ``text`` alone (no
+    prefix, suffix or context lines) in crop pixels, TL, TR, BR, BL in
+    reading order.  ``cap`` overrides the cap height in output pixels and
+    ``margins`` (left, right, top, bottom, in cap heights) the space around
+    the text, so a scene can ask for a whole label rather than a tight crop.
+    """
+    if text is not None and not text.strip():
+        raise ValueError("text must be non-empty")
+    if kind is None:
+        kind = KINDS[carriers.weighted_index(rng, carriers.KIND_WEIGHTS)]
+    elif kind not in KINDS:
+        raise ValueError(f"unknown carrier kind {kind!r}; expected one of {KINDS}")
+    if text is None:
+        text = sample_vin(rng)
+    img, quad, kind = _render(rng, text, kind, cap, margins)
+    return img, quad, text, kind
+
+
+def text_line_ink(face: int, size: int, text: str) -> tuple[np.ndarray, np.ndarray]:
+    """Plain ink (uint8 mask, 255 = ink) of one text line in a font, and its cap-height quad.
+
+    No carrier look or photo effects: for cheap clutter and printed sheets.
+    """
+    glyphs, _ = _layout(face, size, text, "plain", 0.0, None)
+    if not glyphs:
+        raise ValueError("text has no visible characters")
+    cap = size * fonts.faces()[face].info.cap_ratio
+    x0 = min(x + g.left for g, x in glyphs)
+    x1 = max(x + g.left + g.mask.shape[1] for g, x in glyphs)
+    top = min(min(g.top for g, _ in glyphs), -cap)
+    bottom = max(max(g.top + g.mask.shape[0] for g, _ in glyphs), 0)
+    pad = 2
+    page = np.zeros((int(bottom - top) + 2 * pad, int(np.ceil(x1 - x0)) + 2 * pad), np.uint8)
+    for g, x in glyphs:
+        _paste(page, g, x - x0 + pad, pad - top)
+    first, fx = glyphs[0]
+    last, lx = glyphs[-1]
+    left = fx + first.left - x0 + pad
+    right = lx + last.left + last.mask.shape[1] - x0 + pad
+    base = pad - top
+    quad = np.array([[left, base - cap], [right, base - cap], [right, base], [left, base]])
+    return page, quad.astype(np.float32)
