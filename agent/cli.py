@@ -139,6 +139,65 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def source_from_spec(spec: str) -> dict[str, object]:
+    """``--source`` shorthand -> a source config table.
+
+    ``picamera2`` or ``picamera2:N``; a directory or glob -> images; anything
+    else (device number, /dev/video*, rtsp://, http://, video file) -> opencv.
+    """
+    import glob
+    import os
+
+    if spec == "picamera2" or spec.startswith("picamera2:"):
+        num = spec.partition(":")[2]
+        return {"type": "picamera2", "camera_num": int(num) if num.isdigit() else 0}
+    if os.path.isdir(spec) or glob.has_magic(spec):
+        return {"type": "images", "path": spec}
+    return {"type": "opencv", "url": spec}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import os
+
+    from agent.config import DEFAULT_CONFIG, ConfigError, load_config
+    from agent.vision.manifest import ModelError
+
+    path = args.config
+    if path is None and os.environ.get("VIN_AGENT_CONFIG"):
+        path = Path(os.environ["VIN_AGENT_CONFIG"])
+    if path is None and args.source is None:
+        path = DEFAULT_CONFIG
+    overrides: dict[str, object] = {}
+    if args.source is not None:
+        src = source_from_spec(args.source)
+        if args.no_realtime and src["type"] == "opencv":
+            src["realtime"] = False
+        overrides["cameras"] = [{"name": args.camera, "source": src}]
+    if args.mqtt_url:
+        overrides["mqtt"] = {"url": args.mqtt_url}
+    for key in ("device_id", "state_dir", "models_dir"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+
+    def load() -> object:
+        return load_config(path, overrides)
+
+    try:
+        config = load_config(path, overrides)
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return EXIT_FAIL
+    from agent.service import Service
+
+    service = Service(config, reload=load)
+    service.install_signals()
+    try:
+        return service.run()
+    except (ModelError, ConfigError) as exc:
+        logger.error("%s", exc)
+        return EXIT_FAIL
+
+
 def _add_reader_options(p: argparse.ArgumentParser) -> None:
     _add_models_dir(p)
     p.add_argument(
@@ -238,6 +297,32 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_reader_options(p_eval)
     p_eval.set_defaults(handler=cmd_eval)
+
+    p_run = sub.add_parser(
+        "run",
+        help="the daemon: watch cameras, publish one message per vehicle",
+        description="Read VINs from cameras and publish visit events over MQTT (or as JSON "
+        "lines on stdout when no broker is configured). Flags override the config file "
+        "(default /etc/vin-agent/config.toml) and VIN_AGENT_* environment variables.",
+    )
+    p_run.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    p_run.add_argument(
+        "--source",
+        metavar="S",
+        help="one camera instead of the config's: picamera2, a device (0, /dev/video0), "
+        "an rtsp:// or http:// URL, a video file, or a directory or glob of images",
+    )
+    p_run.add_argument("--camera", default="cam0", metavar="NAME", help="name for --source")
+    p_run.add_argument(
+        "--no-realtime",
+        action="store_true",
+        help="with --source VIDEO_FILE: process every frame as fast as possible",
+    )
+    p_run.add_argument("--mqtt-url", metavar="URL", help="mqtt://[user@]host[:port] or mqtts://")
+    p_run.add_argument("--device-id", metavar="ID", help="device id in topics (default hostname)")
+    p_run.add_argument("--state-dir", type=Path, metavar="DIR", help="outbox and counters")
+    _add_models_dir(p_run)
+    p_run.set_defaults(handler=cmd_run)
 
     p_models = sub.add_parser("models", help="shipped models: integrity checks")
     models_sub = p_models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
