@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from agent import vin
@@ -129,6 +130,9 @@ class Reader:
         h, w = frame.shape[:2]
         result = FrameResult(width=w, height=h)
         t0 = time.perf_counter()
+        # Every stage works on gray: convert once, not in each of them.
+        if frame.ndim == 3:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         detections = self.detector.detect(frame)
         t1 = time.perf_counter()
         ocr_reads: list[LineRead] = []

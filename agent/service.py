@@ -62,7 +62,7 @@ def make_publisher(config: AgentConfig) -> Publisher:
     if config.mqtt is None:
         from agent.publish.stdout import StdoutPublisher
 
-        return StdoutPublisher()
+        return StdoutPublisher(device_id=config.device_id)
     from agent.publish.mqtt import MqttPublisher
     from agent.publish.outbox import Outbox
 

@@ -24,8 +24,9 @@ import numpy as np
 
 from agent.vin import ALPHABET
 from agent.vision.calibration import expected_calibration_error
+from agent.vision.ctc import AlignmentError, slot_probabilities
 from agent.vision.decoding import decode
-from agent.vision.recognizer import INPUT_HEIGHT, INPUT_WIDTH, softmax
+from agent.vision.recognizer import INPUT_HEIGHT, INPUT_WIDTH, preprocess, softmax
 from training.calibrate import fit_calibrator
 from training.export import tflite_runner, to_int8_tflite, write_model
 
@@ -46,6 +47,48 @@ def load_split(
     )
 
 
+def easy_crops(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clean, plainly drawn VIN lines: a curriculum that breaks CTC's blank plateau.
+
+    Measured here: on generator crops alone the CTC loss sat at its plateau
+    (~56) for 900+ steps; on clean text the same network converged within
+    200 steps.  A share of clean lines in the mix teaches it where characters
+    are; the generator's crops then teach it to read them in bad conditions.
+    """
+    import cv2
+
+    from training.vins import sample_vin
+
+    rng = np.random.default_rng(seed)
+    fonts = (
+        cv2.FONT_HERSHEY_SIMPLEX,
+        cv2.FONT_HERSHEY_DUPLEX,
+        cv2.FONT_HERSHEY_COMPLEX,
+        cv2.FONT_HERSHEY_TRIPLEX,
+        cv2.FONT_HERSHEY_PLAIN,
+    )
+    x = np.empty((n, INPUT_HEIGHT, INPUT_WIDTH), np.uint8)
+    y = np.empty((n, 17), np.int64)
+    for i in range(n):
+        vin = sample_vin(rng)
+        font = fonts[int(rng.integers(len(fonts)))]
+        thick = int(rng.integers(1, 4))
+        (tw, th), _ = cv2.getTextSize(vin, font, 1.0, thick)
+        canvas_w = int(tw * rng.uniform(1.02, 1.3)) + 4
+        canvas_h = int(th * rng.uniform(1.4, 2.2)) + 4
+        bg, fg = (255, 0) if rng.random() < 0.7 else (0, 255)
+        img = np.full((canvas_h, canvas_w), bg, np.uint8)
+        x0 = int(rng.uniform(0, canvas_w - tw - 2))
+        y0 = int((canvas_h + th) / 2 + rng.normal(0, 1))
+        cv2.putText(img, vin, (x0, y0), font, 1.0, fg, thick, cv2.LINE_AA)
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.2))
+        noisy = img.astype(np.float32) * rng.uniform(0.6, 1.0) + rng.uniform(0, 80)
+        noisy += rng.normal(0, rng.uniform(0, 12), noisy.shape)
+        x[i] = preprocess(np.clip(noisy, 0, 255).astype(np.uint8))
+        y[i] = [ALPHABET.index(c) for c in vin]
+    return x, y
+
+
 def labels_to_text(y: np.ndarray) -> list[str]:
     return ["".join(ALPHABET[i] for i in row) for row in y]
 
@@ -53,8 +96,17 @@ def labels_to_text(y: np.ndarray) -> list[str]:
 def evaluate_logits(
     logits: np.ndarray, truth: list[str], calibrator: Any | None = None
 ) -> dict[str, Any]:
-    """Exact/char accuracy after constrained decoding, and calibration metrics."""
-    probs = softmax(logits)
+    """Exact/char accuracy after constrained decoding, and calibration metrics.
+
+    Goes through the agent's own path: softmax, CTC columns to 17 slots,
+    constrained decode.
+    """
+    probs = []
+    for frame_logits in logits:
+        try:
+            probs.append(slot_probabilities(softmax(frame_logits)))
+        except AlignmentError:
+            probs.append(np.full((17, len(ALPHABET)), 1.0 / len(ALPHABET)))
     decoded = [decode(p, "auto", k=5) for p in probs]
     exact = np.array([d.vin == t for d, t in zip(decoded, truth, strict=True)])
     raw_exact = np.array([d.raw == t for d, t in zip(decoded, truth, strict=True)])
@@ -96,6 +148,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     x_train, y_train, _ = load_split(args.seed, args.n_train, args.workers, cache)
     x_cal, y_cal, _ = load_split(args.calib_seed, args.n_calib, args.workers, cache)
     x_test, y_test, kinds_test = load_split(args.test_seed, args.n_test, args.workers, cache)
+    if args.n_easy:
+        x_easy, y_easy = easy_crops(args.seed + 1000, args.n_easy)
+        x_train = np.concatenate([x_train, x_easy])
+        y_train = np.concatenate([y_train, y_easy.astype(y_train.dtype)])
     t_data = time.time() - t0
     logger.info(
         "data ready in %.0f s: train %d, calib %d, test %d",
@@ -106,15 +162,28 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
 
     model = build_model(INPUT_HEIGHT, INPUT_WIDTH, width_mult=args.width_mult)
+    if args.init_from:
+        # Continue an earlier run: training budgets here are short, so runs chain.
+        model.load_weights(args.init_from)
+        logger.info("initialised from %s", args.init_from)
     steps_per_epoch = max(1, len(x_train) // args.batch)
     schedule = tf.keras.optimizers.schedules.CosineDecay(
         args.lr, decay_steps=steps_per_epoch * args.epochs, alpha=0.02, warmup_target=None
     )
-    model.compile(
-        optimizer=tf.keras.optimizers.AdamW(schedule, weight_decay=1e-4),
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+
+    def ctc_loss(y_true: Any, y_pred: Any) -> Any:
+        batch = tf.shape(y_pred)[0]
+        loss = tf.nn.ctc_loss(
+            labels=tf.cast(y_true, tf.int32),
+            logits=y_pred,
+            label_length=tf.fill([batch], 17),
+            logit_length=tf.fill([batch], tf.shape(y_pred)[1]),
+            logits_time_major=False,
+            blank_index=len(ALPHABET),
+        )
+        return tf.reduce_mean(loss)
+
+    model.compile(optimizer=tf.keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=ctc_loss)
 
     def augment(x: Any, y: Any) -> tuple[Any, Any]:
         # Cheap photometric jitter on top of the generator's rendering variety.
@@ -135,7 +204,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     deadline = time.time() + args.time_budget_min * 60
 
     class Budget(tf.keras.callbacks.Callback):
+        """Stops at the time budget and logs the loss now and then (epochs are long)."""
+
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if batch % 200 == 0 and logs:
+                logger.info("batch %d: loss %.3f", batch, float(logs.get("loss", float("nan"))))
             if time.time() > deadline:
                 logger.warning("time budget reached; stopping training early")
                 self.model.stop_training = True
@@ -199,7 +272,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {args.threads} TF threads",
         "tensorflow": tf.__version__,
         "final_loss": float(hist.history["loss"][-1]),
-        "final_val_accuracy": float(hist.history.get("val_accuracy", [float("nan")])[-1]),
+        "final_val_loss": float(hist.history.get("val_loss", [float("nan")])[-1]),
     }
     entry = {
         "version": args.version,
@@ -208,12 +281,18 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "dtype": "uint8",
             "layout": "gray, stretched",
         },
-        "output": {"shape": [1, 17, 33], "kind": "logits"},
+        "output": {
+            "shape": [1, INPUT_WIDTH // 4, len(ALPHABET) + 1],
+            "kind": "ctc_logits",
+            "blank_index": len(ALPHABET),
+        },
         "alphabet": ALPHABET,
         "calibration": calibrator.as_manifest(),
         "training": training_info,
         "metrics": metrics,
     }
+    if args.save_weights:
+        model.save_weights(args.save_weights)
     write_model(Path(args.out), "recognizer", content, entry)
     logger.info("metrics: %s", {k: v for k, v in metrics.items() if k != "exact_by_kind"})
     logger.info("exact by kind: %s", by_kind)
@@ -235,9 +314,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-train", type=int, default=150_000)
     p.add_argument("--n-calib", type=int, default=8_000)
     p.add_argument("--n-test", type=int, default=5_000)
+    p.add_argument(
+        "--n-easy", type=int, default=20_000, help="clean curriculum lines mixed into training"
+    )
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=1.5e-3)
     p.add_argument("--width-mult", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=2, help="data generation processes")
@@ -247,10 +329,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "vin-agent")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--version", default="1.0.0", help="model version written to the manifest")
+    p.add_argument("--init-from", type=Path, help="start from these Keras weights (.weights.h5)")
+    p.add_argument(
+        "--save-weights", type=Path, help="also save the Keras weights here (.weights.h5)"
+    )
     p.add_argument("--tiny", action="store_true", help="a few steps on little data (CI smoke test)")
     args = p.parse_args(argv)
     if args.tiny:
-        args.n_train, args.n_calib, args.n_test = 256, 64, 64
+        args.n_train, args.n_calib, args.n_test, args.n_easy = 256, 64, 64, 64
         args.epochs, args.batch, args.width_mult = 1, 32, 0.25
         args.no_cache = True
         args.version = "0.0.0-tiny"

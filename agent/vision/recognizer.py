@@ -1,8 +1,9 @@
 """The recognizer: a rectified crop of one VIN line -> 17 characters.
 
-The int8 model outputs logits for 17 fixed slots over the 33 VIN
-characters; softmax runs here in float so small probabilities keep their
-resolution for the constrained decoder.
+The int8 model outputs CTC logits for each column of the crop over the 33
+VIN characters and a blank; softmax runs here in float so small
+probabilities keep their resolution, then :mod:`agent.vision.ctc` splits the
+columns into the 17 positions the constrained decoder works on.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from agent.vin import ALPHABET, VIN_LENGTH, ChecksumPolicy
+from agent.vin import ALPHABET, ChecksumPolicy
 from agent.vision.calibration import Calibrator
+from agent.vision.ctc import slot_probabilities
 from agent.vision.decoding import Decoded, decode
 from agent.vision.manifest import Manifest, ModelError
 from agent.vision.runtime import RuntimeConfig, TFLiteModel
@@ -93,7 +95,7 @@ class Recognizer:
         """Per-position probabilities (17, 33) for one crop of any size."""
         x = preprocess(crop, self.height, self.width)[None, :, :, None]
         (logits,) = self.model.invoke(x.astype(self.model.input_dtype))
-        return softmax(logits.reshape(VIN_LENGTH, len(ALPHABET)))
+        return slot_probabilities(softmax(logits.reshape(-1, len(ALPHABET) + 1)))
 
     def read(
         self, crop: np.ndarray, policy: ChecksumPolicy | str = ChecksumPolicy.AUTO, k: int = 5

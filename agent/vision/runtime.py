@@ -94,7 +94,7 @@ class TFLiteModel:
             entry.version,
             self.runtime,
             config.num_threads,
-            tuple(self._input["shape"]),
+            self.input_shape,
             np.dtype(self._input["dtype"]).name,
         )
 

@@ -1,0 +1,53 @@
+"""CTC columns -> 17 slots: the alignment must recover the characters CTC encodes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.vin import ALPHABET
+from agent.vision.ctc import BLANK, AlignmentError, segments, slot_probabilities
+
+VIN = "1HGCM82633A004352"  # has repeated neighbours (33, 00) that need blanks between
+
+
+def ctc_columns(text: str, per_char: int = 2, gap: int = 1, lead: int = 5, p: float = 0.95):
+    """Columns as a trained CTC model would emit them: runs of a character, blanks between."""
+    cols = []
+
+    def col(cls: int) -> np.ndarray:
+        v = np.full(BLANK + 1, (1 - p) / BLANK)
+        v[cls] = p
+        return v
+
+    cols += [col(BLANK)] * lead
+    for i, c in enumerate(text):
+        cols += [col(ALPHABET.index(c))] * per_char
+        if i + 1 < len(text) and (gap or text[i + 1] == c):
+            cols += [col(BLANK)] * max(gap, 1)
+    cols += [col(BLANK)] * lead
+    return np.stack(cols)
+
+
+@pytest.mark.parametrize(("per_char", "gap"), [(1, 1), (2, 1), (3, 0), (1, 0)])
+def test_alignment_recovers_the_vin(per_char: int, gap: int) -> None:
+    cols = ctc_columns(VIN, per_char, gap)
+    probs = slot_probabilities(cols)
+    assert probs.shape == (17, 33)
+    assert "".join(ALPHABET[i] for i in probs.argmax(1)) == VIN
+    assert len(segments(cols)) == 17
+
+
+def test_extra_text_in_the_crop_is_forced_into_17_slots() -> None:
+    """A prefix the model half-emits must not shift the VIN: the weakest run loses."""
+    cols = ctc_columns(VIN)
+    weak = np.full(BLANK + 1, 0.01)
+    weak[BLANK] = 0.55
+    weak[ALPHABET.index("N")] = 0.45 - 0.01 * (BLANK - 1)
+    cols = np.vstack([weak[None], cols])
+    assert "".join(ALPHABET[i] for i in slot_probabilities(cols).argmax(1)) == VIN
+
+
+def test_too_few_columns_is_an_error() -> None:
+    with pytest.raises(AlignmentError):
+        slot_probabilities(np.full((10, BLANK + 1), 1 / (BLANK + 1)))
