@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.logs import setup_logging
+from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE
 
 if TYPE_CHECKING:
     from agent.reader import Reader
@@ -209,9 +210,9 @@ def _add_reader_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--min-confidence",
         type=float,
-        default=0.5,
+        default=DEFAULT_MIN_CONFIDENCE,
         metavar="C",
-        help="publish a VIN only at or above this calibrated confidence (default 0.5)",
+        help="publish a VIN only at or above this calibrated confidence (default %(default)s)",
     )
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     p.add_argument("--no-barcodes", action="store_true", help="skip the barcode pass")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agent.publish.mqtt import MqttConfig
 from agent.sources import SourceConfig
+from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE
 from agent.vision.runtime import RuntimeConfig
 
 DEFAULT_CONFIG = Path("/etc/vin-agent/config.toml")
@@ -47,7 +48,10 @@ class ReaderConfig(BaseModel):
         "auto", description="check digit policy: required, auto (North America, China) or off"
     )
     min_confidence: float = Field(
-        0.5, ge=0, le=1, description="publish a VIN only at or above this calibrated confidence"
+        DEFAULT_MIN_CONFIDENCE,
+        ge=0,
+        le=1,
+        description="publish a VIN only at or above this calibrated confidence",
     )
     barcodes: bool = Field(True, description="also read VIN barcodes (Code 39, QR, ...)")
     runtime: RuntimeConfig = Field(

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agent.reader import BARCODE_CONFIDENCE, FrameResult, LineRead
+from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE
 from agent.vision.recognizer import Read
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class VisitTracker:
         self,
         read_probs: Callable[[np.ndarray], Read],
         *,
-        min_confidence: float = 0.5,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         visit_timeout: float = 5.0,
         dedupe_window: float = 60.0,
         keep_best_frame: bool = False,

@@ -160,7 +160,9 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 def looks_like_base64(text: str) -> bool:
-    return len(text) >= 64 and "/" not in text[:1] and bool(_B64_CHARS.match(text[:4096]))
+    # No test on a leading "/": every JPEG's base64 starts with "/9j/".  Paths
+    # are told apart by existing, or by characters base64 lacks (".", "-").
+    return len(text) >= 64 and bool(_B64_CHARS.match(text[:4096]))
 
 
 def load(spec: str, stdin: bytes | None = None) -> LoadedImage:

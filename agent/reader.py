@@ -17,6 +17,7 @@ import numpy as np
 
 from agent import vin
 from agent.vision.barcodes import BarcodeRead, read_barcodes
+from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE
 from agent.vision.detector import Detection, Detector
 from agent.vision.geometry import expand_quad, quad_box, rectify
 from agent.vision.manifest import load_manifest
@@ -25,7 +26,6 @@ from agent.vision.runtime import RuntimeConfig
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MIN_CONFIDENCE = 0.5
 #: Lines shorter than this (pixels) are reported as too small, not read.
 MIN_LINE_HEIGHT_PX = 6.0
 #: Margins added around a detected line before rectifying, in line heights.

@@ -38,7 +38,7 @@ def test_shipped_example_is_valid() -> None:
 def test_defaults_from_a_minimal_file(tmp_path: Path) -> None:
     cfg = load_config(_write(tmp_path, MINIMAL), environ={})
     assert cfg.mqtt is None  # stdout
-    assert cfg.reader.policy == "auto" and cfg.reader.min_confidence == 0.5
+    assert cfg.reader.policy == "auto" and cfg.reader.min_confidence == 0.8
     assert cfg.events.visit_timeout == 5.0
 
 

@@ -53,7 +53,9 @@ def frame(*lines: np.ndarray, misses: list[Miss] | None = None, threshold: float
 
 
 def tracker(**kw) -> VisitTracker:
-    return VisitTracker(read_probs, **{"visit_timeout": 2.0, "dedupe_window": 30.0, **kw})
+    return VisitTracker(
+        read_probs, **{"visit_timeout": 2.0, "dedupe_window": 30.0, "min_confidence": 0.5, **kw}
+    )
 
 
 def test_one_vehicle_many_frames_is_one_visit() -> None:

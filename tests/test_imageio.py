@@ -96,6 +96,13 @@ def test_base64_and_data_uri() -> None:
         imageio.decode_base64("!!!not base64!!!")
 
 
+def test_jpeg_base64_starting_with_a_slash() -> None:
+    """Every JPEG's base64 starts with '/9j/': it must not be mistaken for a file path."""
+    b64 = base64.b64encode(_encode(".jpg")).decode()
+    assert b64.startswith("/9j/")
+    assert imageio.load(b64).source == "base64 input"
+
+
 def test_paths(tmp_path: Path) -> None:
     """A file decodes; a missing file and a directory say so."""
     f = tmp_path / "frame.jpg"

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from agent.vin import ALPHABET
-from agent.vision.calibration import expected_calibration_error
+from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE, expected_calibration_error
 from agent.vision.ctc import AlignmentError, slot_probabilities
 from agent.vision.decoding import decode
 from agent.vision.recognizer import INPUT_HEIGHT, INPUT_WIDTH, preprocess, softmax
@@ -31,8 +31,6 @@ from training.calibrate import fit_calibrator
 from training.export import tflite_runner, to_int8_tflite, write_model
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MIN_CONFIDENCE = 0.5
 
 
 def load_split(

@@ -17,6 +17,12 @@ import numpy as np
 
 from agent.vision.decoding import Decoded
 
+#: Publish threshold on the calibrated confidence.  On 600 held-out hard
+#: generated crops (recognizer 1.0.0): 0.5 publishes 67 % at 91 % precision,
+#: 0.8 publishes 56 % at 97.6 %, 0.95 publishes 46 % at 99.6 %.  A wrong VIN
+#: at a gate costs more than a miss, and fusion over frames lifts real reads.
+DEFAULT_MIN_CONFIDENCE = 0.8
+
 #: Feature order of the shipped calibrator; training and inference share it.
 FEATURES = ("log_prob", "log_margin", "log_min_position_prob", "n_changed")
 _MARGIN_CAP = 20.0

@@ -1,0 +1,188 @@
+"""`vin-agent run` as a subprocess on the bundled clip, to stdout and to a real broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+from tests.mqtt_broker import MosquittoBroker
+from tests.publish.test_mqtt import Collector
+
+pytestmark = pytest.mark.integration
+
+CLIP = REPO / "samples" / "clip.avi"
+CLIP_VINS = json.loads((REPO / "samples" / "clip.json").read_text())["vins"]
+EVENT_KEYS = {"success", "vin", "box", "confidence", "candidates", "message", "type",
+              "event_id", "seq", "device_id", "camera", "timestamp", "start_time", "frames",
+              "checksum_valid", "source", "decoded", "model"}  # fmt: skip
+
+
+def _run(cli: list[str], tmp_path: Path, *extra: str, **kw: Any) -> subprocess.Popen[str]:
+    args = [*cli, "--log-format", "json", "run", "--device-id", "test-gate"]
+    args += ["--state-dir", str(tmp_path / "state"), *extra]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIN_AGENT_")}
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw
+    )
+
+
+def _visits(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        by_id[e["event_id"]].append(e)
+    return by_id
+
+
+DETECTOR_GAP = pytest.mark.xfail(
+    reason="detector 1.0.0 finds almost no VIN lines (held-out recall 0.10): issue 4",
+    strict=False,
+)
+
+
+def _check_schema(events: list[dict[str, Any]]) -> None:
+    for e in events:
+        assert EVENT_KEYS <= set(e), EVENT_KEYS - set(e)
+        assert e["device_id"] == "test-gate" and e["camera"] == "cam0"
+        assert e["success"] or e["vin"] is None  # a miss never carries a VIN
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert not set(e["vin"] for e in events if e["success"]) - set(CLIP_VINS), "wrong VIN"
+
+
+def _check_one_visit_per_vehicle(events: list[dict[str, Any]]) -> None:
+    reads = [e for e in events if e["success"]]
+    for e in reads:
+        assert EVENT_KEYS <= set(e), EVENT_KEYS - set(e)
+        assert e["device_id"] == "test-gate" and e["camera"] == "cam0"
+    visits = _visits(reads)
+    vins = {msgs[0]["vin"] for msgs in visits.values()}
+    assert vins == set(CLIP_VINS), f"read {vins}, expected {set(CLIP_VINS)}"
+    assert len(visits) == len(CLIP_VINS), "a vehicle was announced as two visits"
+    for msgs in visits.values():
+        assert msgs[0]["type"] == "new" and msgs[-1]["type"] == "end"
+        assert {m["vin"] for m in msgs} == {msgs[0]["vin"]}
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+def _stdout_run(cli: list[str], tmp_path: Path) -> tuple[list[dict[str, Any]], str]:
+    proc = _run(cli, tmp_path, "--source", str(CLIP), "--no-realtime")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return [json.loads(x) for x in out.splitlines() if x.strip()], err
+
+
+@DETECTOR_GAP
+def test_clip_to_stdout_one_visit_per_vehicle(cli: list[str], tmp_path: Path) -> None:
+    """The quickstart's run: every vehicle of the clip once, new then end."""
+    lines, _ = _stdout_run(cli, tmp_path)
+    _check_one_visit_per_vehicle([m["payload"] for m in lines if m["topic"].endswith("/events")])
+
+
+def test_clip_to_stdout_runs_clean(cli: list[str], tmp_path: Path) -> None:
+    """The quickstart's run ends by itself: exit 0, valid messages, camera offline at the end."""
+    lines, err = _stdout_run(cli, tmp_path)
+    _check_schema([m["payload"] for m in lines if m["topic"].endswith("/events")])
+    statuses = [m["payload"] for m in lines if m["topic"].endswith("/cam0/status")]
+    assert statuses[-1]["online"] is False
+    assert "Traceback" not in err
+
+
+def test_clip_to_broker_and_availability(
+    cli: list[str], tmp_path: Path, broker: MosquittoBroker
+) -> None:
+    """Events reach a real broker; `available` is online while running, offline after."""
+    sub = Collector(broker.host, broker.port, "vin/#")
+    url = f"mqtt://{broker.host}:{broker.port}"
+    proc = _run(cli, tmp_path, "--source", str(CLIP), "--no-realtime", "--mqtt-url", url)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    msgs = sub.wait_for(lambda m: any(x.payload == b"offline" and x.topic.endswith(
+        "/available") for x in m))  # fmt: skip
+    sub.close()
+    events = [json.loads(m.payload) for m in msgs if m.topic == "vin/test-gate/cam0/events"]
+    _check_schema(events)
+    avail = [m.payload for m in msgs if m.topic == "vin/test-gate/available"]
+    assert avail[0] == b"online" and avail[-1] == b"offline"
+    assert any(m.topic == "vin/test-gate/cam0/status" for m in msgs)
+
+
+def test_sigterm_flushes_and_exits_within_ten_seconds(
+    cli: list[str], tmp_path: Path, broker: MosquittoBroker
+) -> None:
+    """systemd stops with SIGTERM: open visits end, `offline` is published, exit 0, < 10 s."""
+    sub = Collector(broker.host, broker.port, "vin/#")
+    url = f"mqtt://{broker.host}:{broker.port}"
+    proc = _run(cli, tmp_path, "--source", str(CLIP), "--mqtt-url", url)  # paced like a camera
+    sub.wait_for(lambda m: any(x.topic.endswith("/cam0/status") for x in m), timeout=60)
+    time.sleep(1.0)  # mid-clip: frames are being read
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err[-3000:]
+    assert time.monotonic() - t0 < 10
+    msgs = sub.wait_for(lambda m: any(x.payload == b"offline" for x in m))
+    sub.close()
+    events = [json.loads(m.payload) for m in msgs if m.topic.endswith("/events")]
+    for msgs_of_visit in _visits(events).values():
+        assert msgs_of_visit[-1]["type"] == "end"  # nothing left open
+
+
+@DETECTOR_GAP
+def test_killed_agent_delivers_its_outbox_after_restart(
+    cli: list[str], tmp_path: Path, broker_factory: Any
+) -> None:
+    """Events read while the broker was down survive a SIGKILL of the agent."""
+    broker: MosquittoBroker = broker_factory()
+    url = f"mqtt://{broker.host}:{broker.port}"
+    broker.stop()
+    proc = _run(cli, tmp_path, "--source", str(CLIP), "--no-realtime", "--mqtt-url", url)
+    seen: list[str] = []
+    deadline = time.monotonic() + 120
+    assert proc.stderr is not None
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        if '"cam0 new' in line or "cam0 new" in line:
+            seen.append(line)
+            if len(seen) >= 2:
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert seen, "no event was produced before the kill"
+    broker.start()
+    sub = Collector(broker.host, broker.port, "vin/+/+/events")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "blank.png").write_bytes(
+        bytes.fromhex(
+            "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+            "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"
+        )
+    )
+    proc2 = _run(cli, tmp_path, "--source", str(empty), "--mqtt-url", url)
+    _, err = proc2.communicate(timeout=120)
+    assert proc2.returncode == 0, err[-3000:]
+    msgs = sub.wait_for(lambda m: len(m) >= 2, timeout=20)
+    sub.close()
+    new = [json.loads(m.payload) for m in msgs]
+    assert sum(e["type"] == "new" for e in new) >= 2
+
+
+def test_bad_config_is_a_clear_error(cli: list[str], tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[[cameras]]\nname = "a"\n[cameras.source]\ntype = "opencv"\n')
+    proc = _run(cli, tmp_path, "--config", str(cfg))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "cameras.0.source.opencv.url" in err and "Traceback" not in err
