@@ -186,3 +186,29 @@ def test_bad_config_is_a_clear_error(cli: list[str], tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert "cameras.0.source.opencv.url" in err and "Traceback" not in err
+
+
+def test_sighup_reloads_the_config(cli: list[str], tmp_path: Path) -> None:
+    """`systemctl reload` sends SIGHUP: the new config takes effect without a restart."""
+    cfg = tmp_path / "config.toml"
+    body = '[[cameras]]\nname = "{name}"\n[cameras.source]\ntype = "opencv"\nurl = "{clip}"\n'
+    cfg.write_text('device_id = "test-gate"\n' + body.format(name="first", clip=CLIP))
+    proc = _run(cli, tmp_path, "--config", str(cfg))
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert "/first/status" in first
+    cfg.write_text('device_id = "test-gate"\n' + body.format(name="second", clip=CLIP))
+    proc.send_signal(signal.SIGHUP)
+    seen = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if "/second/status" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=15)
+    assert any("/second/status" in line for line in seen), seen
+    assert proc.returncode == 0
