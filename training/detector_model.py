@@ -34,14 +34,15 @@ def build_model(
 ) -> Any:
     """Input (H, W, 1) raw gray pixels; output (H/4, W/4, 1) logits.
 
-    Measured on the 2-core training machine (train_on_batch, batch 16, another
-    training run sharing the CPU, so absolute numbers are about half of an
-    idle machine's; int8 ms at 1 thread):
+    Measured on the 2-core training machine (train_on_batch, batch 16, 2 TF
+    threads; int8 ms at 1 thread), first with another training run sharing the
+    CPU, which roughly halves the training numbers:
 
     - the first design (3x3 stride-2 stem, batch norm everywhere, 32-channel
       decoder at 1/4 after upsampling, 185 M MACs): 4.5 frames/s, 28 ms;
     - the same with batch norm only from 1/8 or 1/16: 6.7 or 9.4 frames/s;
-    - this one (58 M MACs, 54 k parameters): 20 frames/s, 10.3 ms.
+    - this one (58 M MACs, 54 k parameters): 20 frames/s, 10.3 ms; on the
+      idle machine 37-40 frames/s and 8.8-10.2 ms.
 
     What made the difference: a 4x4 stride-4 patch convolution instead of a
     1/2-resolution stem (nothing runs above 1/4), 1x1 projections before
