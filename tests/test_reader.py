@@ -77,7 +77,7 @@ def _labels() -> dict[str, set[str]]:
 
 
 DETECTOR_GAP = pytest.mark.xfail(
-    reason="detector 1.0.0 finds almost no VIN lines (held-out recall 0.10): issue 4",
+    reason="detector 1.1.0 finds few VIN lines (held-out recall 0.16): issue 4",
     strict=False,
 )
 
