@@ -25,6 +25,7 @@ import numpy as np
 
 from agent.reader import BARCODE_CONFIDENCE, FrameResult, LineRead
 from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE
+from agent.vision.decoding import share_doubt
 from agent.vision.recognizer import Read
 
 logger = logging.getLogger(__name__)
@@ -136,12 +137,7 @@ class VisitTracker:
             visit.vin, visit.source, visit.confidence = ocr.vin, "ocr", ocr.confidence
         if ocr is not None:
             rest = [c for c in ocr.decoded.candidates if c.vin != visit.vin][:3]
-            weights = np.exp([c.log_prob for c in rest]) if rest else np.zeros(0)
-            total = float(weights.sum()) or 1.0
-            visit.candidates = [
-                (c.vin, (1.0 - visit.confidence) * float(w) / total)
-                for c, w in zip(rest, weights, strict=True)
-            ]
+            visit.candidates = share_doubt(rest, visit.confidence)
             visit.checksum_valid = ocr.decoded.checksum_valid if visit.vin == ocr.vin else True
         else:
             visit.checksum_valid = True  # barcode VINs pass the rules before they get here

@@ -18,6 +18,7 @@ import numpy as np
 from agent import vin
 from agent.vision.barcodes import BarcodeRead, read_barcodes
 from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE
+from agent.vision.decoding import share_doubt
 from agent.vision.detector import Detection, Detector
 from agent.vision.geometry import expand_quad, quad_box, rectify
 from agent.vision.manifest import load_manifest
@@ -231,23 +232,12 @@ def response(
         {"vin": r.vin, "confidence": round(r.confidence, 4), "box": r.box} for r in result.reads
     ]
     if best.ocr is not None:
-        # The best line's runner-up strings share the probability that the
-        # best one is wrong, in proportion to their decoder probabilities.
-        alts = [
-            c
-            for c in best.ocr.decoded.candidates[1:4]
-            if c.vin not in {r.vin for r in result.reads}
+        read_vins = {r.vin for r in result.reads}
+        alts = [c for c in best.ocr.decoded.candidates[1:4] if c.vin not in read_vins]
+        candidates += [
+            {"vin": v, "confidence": round(p, 4), "box": best.box}
+            for v, p in share_doubt(alts, best.confidence)
         ]
-        weights = np.exp([c.log_prob for c in alts]) if alts else np.zeros(0)
-        for cand, wgt in zip(alts, weights, strict=True):
-            share = float(wgt / weights.sum()) if weights.sum() > 0 else 0.0
-            candidates.append(
-                {
-                    "vin": cand.vin,
-                    "confidence": round((1 - best.confidence) * share, 4),
-                    "box": best.box,
-                }
-            )
     return {
         "success": True,
         "vin": best.vin,

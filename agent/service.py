@@ -159,9 +159,7 @@ class Service:
             now = time.time()
             for cam in cameras:
                 if not cam.done:
-                    self._publish(cam, cam.tracker.flush(max(now, cam.last_ts)), publisher, seq,
-                                  reader)  # fmt: skip
-                    publisher.publish_status(cam.name, False)
+                    self._finish(cam, max(now, cam.last_ts), publisher, seq, reader)
             self.notifier.stopping()
             publisher.stop(timeout=5.0)
         failed = [c.name for c in cameras if c.capture.error]
@@ -202,9 +200,7 @@ class Service:
                 elif cam.live:
                     self._publish(cam, cam.tracker.expire(time.time()), publisher, seq, reader)
                 if cam.capture.finished:
-                    cam.done = True
-                    self._publish(cam, cam.tracker.flush(cam.last_ts), publisher, seq, reader)
-                    publisher.publish_status(cam.name, False)
+                    self._finish(cam, cam.last_ts, publisher, seq, reader)
             now = time.monotonic()
             # The loop itself proves liveness: a hung inference stops the pings.
             if wd is not None and now - last_wd >= wd:
@@ -218,6 +214,14 @@ class Service:
             if now - last_stats >= self.config.stats_interval:
                 publisher.publish_stats(self.stats(cameras, publisher))
                 last_stats = now
+
+    def _finish(
+        self, cam: CameraState, ts: float, publisher: Publisher, seq: SeqCounter, reader: Reader
+    ) -> None:
+        """End the camera's open visits and announce it offline."""
+        cam.done = True
+        self._publish(cam, cam.tracker.flush(ts), publisher, seq, reader)
+        publisher.publish_status(cam.name, False)
 
     def _publish(
         self,

@@ -195,6 +195,17 @@ def decode(
     )
 
 
+def share_doubt(runners_up: list[Candidate], confidence: float) -> list[tuple[str, float]]:
+    """Split the probability that the best read is wrong (1 - confidence) among
+    runner-up strings, in proportion to their decoder probabilities."""
+    weights = np.exp([c.log_prob for c in runners_up]) if runners_up else np.zeros(0)
+    total = float(weights.sum())
+    return [
+        (c.vin, (1.0 - confidence) * float(w) / total if total > 0 else 0.0)
+        for c, w in zip(runners_up, weights, strict=True)
+    ]
+
+
 def decode_batch(
     probs: np.ndarray, policy: rules.ChecksumPolicy | str = rules.ChecksumPolicy.AUTO, k: int = 5
 ) -> list[Decoded]:
