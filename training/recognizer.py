@@ -17,6 +17,7 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,10 @@ from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE, expected_calibratio
 from agent.vision.ctc import AlignmentError, slot_probabilities
 from agent.vision.decoding import decode
 from agent.vision.recognizer import INPUT_HEIGHT, INPUT_WIDTH, preprocess, softmax
+from training import loop
 from training.calibrate import fit_calibrator
 from training.export import tflite_runner, to_int8_tflite, write_model
+from training.loop import jitter_lut
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +134,20 @@ def evaluate_logits(
     return out
 
 
+def batches(
+    x: np.ndarray, y: np.ndarray, batch: int, seed: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Endless shuffled batches with gain and offset jitter on top of the generator's variety."""
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(len(x))
+        for s in range(0, len(x) - batch + 1, batch):
+            idx = np.sort(order[s : s + batch])
+            xb = x[idx]
+            jitter_lut(xb, rng, gain=(0.7, 1.3), bias=30, invert=0.0)
+            yield xb[..., None].astype(np.float32), y[idx]
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     import tensorflow as tf
 
@@ -165,9 +182,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         model.load_weights(args.init_from)
         logger.info("initialised from %s", args.init_from)
     steps_per_epoch = max(1, len(x_train) // args.batch)
-    schedule = tf.keras.optimizers.schedules.CosineDecay(
-        args.lr, decay_steps=steps_per_epoch * args.epochs, alpha=0.02, warmup_target=None
-    )
 
     def ctc_loss(y_true: Any, y_pred: Any) -> Any:
         batch = tf.shape(y_pred)[0]
@@ -181,46 +195,30 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         )
         return tf.reduce_mean(loss)
 
-    model.compile(optimizer=tf.keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=ctc_loss)
-
-    def augment(x: Any, y: Any) -> tuple[Any, Any]:
-        # Cheap photometric jitter on top of the generator's rendering variety.
-        x = tf.cast(x, tf.float32)
-        gain = tf.random.uniform([], 0.7, 1.3)
-        bias = tf.random.uniform([], -30.0, 30.0)
-        x = tf.clip_by_value(x * gain + bias, 0.0, 255.0)
-        return x[..., None], y
-
-    ds = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train))
-        .shuffle(min(len(x_train), 50_000), seed=args.seed)
-        .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(args.batch, drop_remainder=True)
-        .prefetch(4)
-    )
+    model.compile(optimizer=tf.keras.optimizers.AdamW(args.lr, weight_decay=1e-4), loss=ctc_loss)
     val = (x_cal[:2000, ..., None].astype(np.float32), y_cal[:2000])
-    deadline = time.time() + args.time_budget_min * 60
 
-    class Budget(tf.keras.callbacks.Callback):
-        """Stops at the time budget and logs the loss now and then (epochs are long)."""
+    def save(epoch: int, m: Any) -> None:
+        # Each epoch, so a run stopped by hand still leaves weights to chain from.
+        if args.save_weights:
+            m.save_weights(args.save_weights)
+            logger.info("epoch %d weights saved to %s", epoch, args.save_weights)
 
-        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            if batch % 200 == 0 and logs:
-                logger.info("batch %d: loss %.3f", batch, float(logs.get("loss", float("nan"))))
-            if time.time() > deadline:
-                logger.warning("time budget reached; stopping training early")
-                self.model.stop_training = True
-
-    t1 = time.time()
-    hist = model.fit(
-        ds,
-        epochs=args.epochs,
-        validation_data=val,
-        callbacks=[Budget()],
-        verbose=2 if not args.tiny else 0,
+    hist = loop.train(
+        model,
+        batches(x_train, y_train, args.batch, args.seed),
+        steps_per_epoch,
+        args.epochs,
+        args.lr,
+        args.time_budget_min * 60,
+        val=val,
+        log_every=0 if args.tiny else 200,
+        on_epoch=save,
     )
-    t_train = time.time() - t1
-    epochs_done = len(hist.history["loss"])
+    t_train = hist.time_s
+    epochs_done = hist.steps / steps_per_epoch
+    if args.save_weights:
+        save(int(epochs_done), model)
 
     float_logits = model.predict(x_test[..., None].astype(np.float32), batch_size=256, verbose=0)
     truth_test = labels_to_text(y_test)
@@ -261,7 +259,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "calib_seed": args.calib_seed,
         "n_train": len(x_train),
         "n_calib": len(x_cal),
-        "epochs_run": epochs_done,
+        "epochs_run": round(epochs_done, 2),
         "batch": args.batch,
         "generator_version": GENERATOR_VERSION,
         "wall_time_s": round(time.time() - t0, 1),
@@ -269,8 +267,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "data_time_s": round(t_data, 1),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {args.threads} TF threads",
         "tensorflow": tf.__version__,
-        "final_loss": float(hist.history["loss"][-1]),
-        "final_val_loss": float(hist.history.get("val_loss", [float("nan")])[-1]),
+        "schedule": "AdamW, warm-up + cosine over max(step, time) progress (training.loop)",
+        "final_loss": hist.loss[-1] if hist.loss else None,
+        "final_val_loss": hist.val_loss[-1] if hist.val_loss else None,
     }
     entry = {
         "version": args.version,
@@ -289,8 +288,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "training": training_info,
         "metrics": metrics,
     }
-    if args.save_weights:
-        model.save_weights(args.save_weights)
     write_model(Path(args.out), "recognizer", content, entry)
     logger.info("metrics: %s", {k: v for k, v in metrics.items() if k != "exact_by_kind"})
     logger.info("exact by kind: %s", by_kind)
