@@ -67,7 +67,8 @@ def make_publisher(config: AgentConfig) -> Publisher:
     from agent.publish.outbox import Outbox
 
     outbox = Outbox(config.state_dir / "outbox.sqlite")
-    return MqttPublisher(config.mqtt, config.device_id, outbox)
+    cameras = [c.name for c in config.cameras]  # for Home Assistant discovery
+    return MqttPublisher(config.mqtt, config.device_id, outbox, cameras=cameras)
 
 
 class Service:

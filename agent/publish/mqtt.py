@@ -9,8 +9,8 @@ Threads and who does what:
   ``publish()`` from other threads would invite lock-order deadlocks.
 * One worker thread owns delivery: it hands outbox rows to paho (at most
   ``delivery.WINDOW`` unacknowledged at a time, oldest first), maps paho message ids to
-  outbox rows, acks rows on PUBACK and re-publishes ``online`` and camera
-  statuses on every connect.
+  outbox rows, acks rows on PUBACK and re-publishes ``online``, camera statuses
+  and (if enabled) Home Assistant discovery configs on every connect.
 * Callers only put events into the outbox and wake the worker.
 
 Reconnects: paho keeps unacknowledged QoS 1 messages across reconnects and
@@ -30,6 +30,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -39,6 +40,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.publish.delivery import PARK_S, Delivery
+from agent.publish.homeassistant import discovery_messages
 from agent.publish.mqtt_client import BrokerLink
 from agent.publish.mqtt_config import MqttConfig, MqttConfigError
 from agent.publish.outbox import Outbox, OutboxError
@@ -59,9 +61,12 @@ def _json(obj: Any) -> bytes:
 class MqttPublisher:
     """Publishes events (durably), statuses, stats and snapshots to one broker."""
 
-    def __init__(self, config: MqttConfig, device_id: str, outbox: Outbox) -> None:
+    def __init__(
+        self, config: MqttConfig, device_id: str, outbox: Outbox, *, cameras: Iterable[str] = ()
+    ) -> None:
         self.config = config
         self.topics = Topics(config.prefix, device_id)
+        self._discovery = discovery_messages(config, self.topics, cameras)  # retained, per connect
         self._outbox = outbox
         self._v5 = config.protocol == "5"
         self._client_id = config.client_id or f"vin-agent-{device_id}"
@@ -364,6 +369,8 @@ class MqttPublisher:
 
     def _announce(self) -> None:
         self._client.publish(self.topics.available, b"online", qos=1, retain=True)
+        for topic, data in self._discovery:
+            self._client.publish(topic, data, qos=1, retain=True, properties=self._json_props)
         with self._lock:
             cameras = list(self._statuses)
         for camera in cameras:

@@ -72,6 +72,15 @@ class MqttConfig(BaseModel):
         " anyone on the network path can then impersonate the broker.",
     )
     prefix: str = Field(default="vin", description="First topic level(s) of every topic.")
+    homeassistant_discovery: bool = Field(
+        default=False,
+        description="On every connect, publish (retained) a Home Assistant MQTT discovery"
+        " config per camera: a sensor showing the camera's last VIN.",
+    )
+    homeassistant_prefix: str = Field(
+        default="homeassistant",
+        description="Home Assistant's discovery prefix (set in its MQTT integration).",
+    )
     reconnect_min_s: int = Field(
         default=1, ge=1, description="First reconnect delay in seconds (doubles per attempt)."
     )
@@ -86,7 +95,7 @@ class MqttConfig(BaseModel):
             raise ValueError("must be non-empty and free of control characters")
         return value
 
-    @field_validator("prefix")
+    @field_validator("prefix", "homeassistant_prefix")
     @classmethod
     def _valid_prefix(cls, value: str) -> str:
         return check_prefix(value)
