@@ -140,6 +140,40 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from agent.serve import ServeConfig, ServeError, Server, create_app
+    from agent.vision.manifest import ModelError
+
+    try:
+        config = ServeConfig(
+            enabled=True,
+            host=args.host,
+            port=args.port,
+            keys_file=args.keys_file,
+            max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+            max_concurrent=args.max_concurrent,
+            allow_private_urls=not args.deny_private_urls,
+        )
+        server = Server(create_app(_make_reader(args), config), config)
+        server.start()
+    except ImportError as exc:
+        logger.error("serve needs the serve extra (pip install 'vin-agent[serve]'): %s", exc)
+        return EXIT_FAIL
+    except (ModelError, ServeError, ValueError) as exc:
+        logger.error("%s", exc)
+        return EXIT_FAIL
+    logger.info("serving POST http://%s:%d/v1/vinocr", args.host, server.port)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+    return EXIT_OK
+
+
 def source_from_spec(spec: str) -> dict[str, object]:
     """``--source`` shorthand -> a source config table.
 
@@ -324,6 +358,32 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--state-dir", type=Path, metavar="DIR", help="outbox and counters")
     _add_models_dir(p_run)
     p_run.set_defaults(handler=cmd_run)
+
+    p_serve = sub.add_parser(
+        "serve",
+        help="serve a local CarsXE-compatible POST /v1/vinocr endpoint",
+        description='POST /v1/vinocr?key=KEY with a JSON body {"image_url": URL, base64 or '
+        "data URI} returns the CarsXE VIN OCR response. OpenAPI at /openapi.json. Needs the "
+        "serve extra. Without --keys-file it listens on loopback only.",
+    )
+    p_serve.add_argument("--host", default="127.0.0.1", help="listen address (default %(default)s)")
+    p_serve.add_argument("--port", type=int, default=8080, help="TCP port (default %(default)s)")
+    p_serve.add_argument(
+        "--keys-file", type=Path, metavar="FILE", help="API keys, one per line; ?key= must match"
+    )
+    p_serve.add_argument(
+        "--max-body-mb", type=float, default=20.0, help="largest request body (default 20 MB)"
+    )
+    p_serve.add_argument(
+        "--max-concurrent", type=int, default=4, help="requests in flight before HTTP 429"
+    )
+    p_serve.add_argument(
+        "--deny-private-urls",
+        action="store_true",
+        help="refuse image URLs on private, loopback and link-local addresses (SSRF guard)",
+    )
+    _add_reader_options(p_serve)
+    p_serve.set_defaults(handler=cmd_serve)
 
     p_models = sub.add_parser("models", help="shipped models: integrity checks")
     models_sub = p_models.add_subparsers(dest="models_command", metavar="ACTION", required=True)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.publish.mqtt import MqttConfig
+from agent.serve import ServeConfig
 from agent.sources import SourceConfig
 from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE
 from agent.vision.runtime import RuntimeConfig
@@ -119,6 +120,9 @@ class AgentConfig(BaseModel):
         None, description="broker connection; without it messages go to stdout as JSON lines"
     )
     cameras: list[CameraConfig] = Field(min_length=1, description="cameras to watch")
+    serve: ServeConfig = Field(
+        default_factory=ServeConfig, description="local /v1/vinocr HTTP endpoint (off by default)"
+    )
 
     @field_validator("device_id")
     @classmethod

@@ -11,19 +11,17 @@ import binascii
 import logging
 import re
 import struct
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from agent.fetch import MAX_BYTES, URL_TIMEOUT_S, FetchError, UrlPolicy, fetch
+
 logger = logging.getLogger(__name__)
 
-MAX_BYTES = 40 * 1024 * 1024
 MAX_PIXELS = 50_000_000
-URL_TIMEOUT_S = 10.0
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,", re.I)
 _B64_CHARS = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
 
@@ -135,25 +133,17 @@ def decode_base64(text: str, source: str = "base64") -> bytes:
         raise ImageInputError(f"{source}: not valid base64 ({exc})") from None
 
 
-def fetch_url(url: str, timeout: float = URL_TIMEOUT_S, max_bytes: int = MAX_BYTES) -> bytes:
-    """GET an http(s) URL with a timeout and a size cap."""
-    if not url.lower().startswith(("http://", "https://")):
-        raise ImageInputError(f"{url}: only http and https URLs are supported")
-    req = urllib.request.Request(url, headers={"User-Agent": "vin-agent"})  # noqa: S310
+def fetch_url(
+    url: str,
+    timeout: float = URL_TIMEOUT_S,
+    max_bytes: int = MAX_BYTES,
+    policy: UrlPolicy | None = None,
+) -> bytes:
+    """GET an http(s) URL under ``policy`` (default: timeout and size cap only)."""
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (scheme checked)
-            declared = resp.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise ImageInputError(f"{url}: {declared} bytes is over the {max_bytes} byte limit")
-            data = resp.read(max_bytes + 1)
-    except urllib.error.HTTPError as exc:
-        raise ImageInputError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ImageInputError(f"{url}: cannot fetch ({reason})") from None
-    if len(data) > max_bytes:
-        raise ImageInputError(f"{url}: response is over the {max_bytes} byte limit")
-    return data
+        return fetch(url, policy or UrlPolicy(timeout_s=timeout, max_bytes=max_bytes))
+    except FetchError as exc:
+        raise ImageInputError(str(exc)) from None
 
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -165,14 +155,35 @@ def looks_like_base64(text: str) -> bool:
     return len(text) >= 64 and bool(_B64_CHARS.match(text[:4096]))
 
 
-def load(spec: str, stdin: bytes | None = None) -> LoadedImage:
+def load_remote(spec: str, policy: UrlPolicy | None = None) -> LoadedImage:
+    """Load an image sent by someone else: http(s) URL, data URI or base64, never a path.
+
+    The ``/v1/vinocr`` endpoint uses this: a server must not read its own files
+    because a request named one.
+    """
+    spec = spec.strip()
+    if spec.startswith("data:"):
+        return decode_image(decode_base64(spec, "data URI"), "data URI")
+    if spec.lower().startswith(("http://", "https://")):
+        return decode_image(fetch_url(spec, policy=policy), spec)
+    scheme = _SCHEME.match(spec)
+    if scheme:
+        raise ImageInputError(
+            f"unsupported URL scheme {scheme.group(1)!r}; send an http(s) URL, a data URI or base64"
+        )
+    if not spec:
+        raise ImageInputError("image_url is empty; send an http(s) URL, a data URI or base64")
+    return decode_image(decode_base64(spec), "base64 input")
+
+
+def load(spec: str, stdin: bytes | None = None, policy: UrlPolicy | None = None) -> LoadedImage:
     """Load one ``read`` INPUT: path, URL, base64, data URI, or ``-`` for stdin bytes."""
     if spec == "-":
         return decode_image(stdin or b"", "stdin")
     if spec.startswith("data:"):
         return decode_image(decode_base64(spec, "data URI"), "data URI")
     if spec.lower().startswith(("http://", "https://")):
-        return decode_image(fetch_url(spec), spec)
+        return decode_image(fetch_url(spec, policy=policy), spec)
     scheme = _SCHEME.match(spec)
     if scheme:
         raise ImageInputError(

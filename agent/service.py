@@ -25,9 +25,11 @@ from agent.events import SeqCounter, payload
 from agent.fusion import VisitEvent, VisitTracker
 from agent.publish import Publisher
 from agent.reader import Reader
+from agent.serve import ServeError, Server
 from agent.sources import make_source
 from agent.sources.capture import Capture
 from agent.systemd import Notifier, watchdog_interval
+from agent.vision.manifest import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,26 @@ def make_publisher(config: AgentConfig) -> Publisher:
     outbox = Outbox(config.state_dir / "outbox.sqlite")
     cameras = [c.name for c in config.cameras]  # for Home Assistant discovery
     return MqttPublisher(config.mqtt, config.device_id, outbox, cameras=cameras)
+
+
+def start_server(config: AgentConfig) -> Server | None:
+    """The ``[serve]`` endpoint with its own Reader (an interpreter is not shared across
+    threads), or None when it is off."""
+    if not config.serve.enabled:
+        return None
+    from agent.serve import create_app
+
+    reader = Reader(
+        config.models_dir,
+        config.reader.runtime,
+        policy=config.reader.policy,
+        min_confidence=config.reader.min_confidence,
+        barcodes=config.reader.barcodes,
+    )
+    server = Server(create_app(reader, config.serve), config.serve)
+    server.start()
+    logger.info("serving POST http://%s:%d/v1/vinocr", config.serve.host, server.port)
+    return server
 
 
 class Service:
@@ -122,6 +144,11 @@ class Service:
             min_confidence=cfg.reader.min_confidence,
             barcodes=cfg.reader.barcodes,
         )
+        try:
+            server = start_server(cfg)
+        except (ServeError, ImportError, ModelError) as exc:
+            logger.error("cannot start the HTTP endpoint ([serve]): %s", exc)
+            return 1
         publisher = make_publisher(cfg)
         publisher.start()
         seq = SeqCounter(cfg.state_dir / "seq")
@@ -162,6 +189,8 @@ class Service:
                 if not cam.done:
                     self._finish(cam, max(now, cam.last_ts), publisher, seq, reader)
             self.notifier.stopping()
+            if server is not None:
+                server.stop()
             publisher.stop(timeout=5.0)
         failed = [c.name for c in cameras if c.capture.error]
         if failed and not self.stop_event.is_set():

@@ -211,3 +211,48 @@ def test_sighup_reloads_the_config(cli: list[str], tmp_path: Path) -> None:
     proc.communicate(timeout=15)
     assert any("/second/status" in line for line in seen), seen
     assert proc.returncode == 0
+
+
+def test_daemon_serves_vinocr_when_configured(cli: list[str], tmp_path: Path) -> None:
+    """`[serve] enabled = true` puts /v1/vinocr beside the cameras: one process on the device,
+    with keys enforced and a CarsXE response for a keyed request; SIGTERM stops both."""
+    pytest.importorskip("fastapi", reason="the serve extra is not installed")
+    import base64
+    import socket
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    keys = tmp_path / "keys"
+    keys.write_text("k1\n")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'device_id = "test-gate"\n[serve]\nenabled = true\nport = {port}\nkeys_file = "{keys}"\n'
+        f'[[cameras]]\nname = "cam0"\n[cameras.source]\ntype = "opencv"\nurl = "{CLIP}"\n'
+    )
+    proc = _run(cli, tmp_path, "--config", str(cfg))
+    image = base64.b64encode((REPO / "samples" / "scenes" / "scene_0000.jpg").read_bytes())
+    body = json.dumps({"image_url": image.decode()}).encode()
+    url = f"http://127.0.0.1:{port}/v1/vinocr"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                req = urllib.request.Request(url + "?key=k1", body, method="POST")
+                with urllib.request.urlopen(req, timeout=10) as resp:
+                    out = json.loads(resp.read())
+                break
+            except urllib.error.URLError:
+                assert proc.poll() is None, proc.communicate()[1][-2000:]
+                assert time.monotonic() < deadline, "the endpoint never came up"
+                time.sleep(0.2)
+        assert {"success", "vin", "box", "confidence", "candidates", "message"} <= set(out)
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(urllib.request.Request(url, body, method="POST"), timeout=10)
+        assert denied.value.code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err[-2000:]
