@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO
-from tests.mqtt_broker import MosquittoBroker
-from tests.publish.test_mqtt import Collector
+from tests.mqtt_broker import Collector, MosquittoBroker
 
 pytestmark = pytest.mark.integration
 

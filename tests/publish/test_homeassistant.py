@@ -28,8 +28,7 @@ from agent.publish.homeassistant import (
 from agent.publish.mqtt import MqttConfig, MqttPublisher
 from agent.publish.topics import Topics
 from agent.service import make_publisher
-from tests.mqtt_broker import MosquittoBroker
-from tests.publish.test_mqtt import Collector, wait_until
+from tests.mqtt_broker import Collector, MosquittoBroker, wait_until
 
 VIN = "1HGCM82633A004352"
 DEVICE = "dev"

@@ -9,89 +9,31 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from agent.publish.mqtt import MqttConfig, MqttPublisher
 from agent.publish.outbox import Outbox
-from tests.mqtt_broker import HOST, MosquittoBroker, TestPki, free_port, make_test_pki
+from tests.mqtt_broker import (
+    HOST,
+    Collector,
+    MosquittoBroker,
+    TestPki,
+    event_ids,
+    free_port,
+    make_test_pki,
+    payloads,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 DEVICE = "dev"
-Messages = list[mqtt.MQTTMessage]
-
-
-class Collector:
-    """A paho subscriber that records every message it gets."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        topic: str = "vin/#",
-        *,
-        client_id: str = "",
-        persistent: bool = False,
-        v5: bool = True,
-    ) -> None:
-        self.messages: Messages = []
-        self._cond = threading.Condition()
-        subscribed = threading.Event()
-        if v5 and not persistent:
-            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id, protocol=mqtt.MQTTv5)
-        else:
-            # A persistent session (clean_session false) keeps queuing for us while
-            # we are disconnected, and across a broker restart with persistence on.
-            c = mqtt.Client(
-                mqtt.CallbackAPIVersion.VERSION2, client_id, clean_session=not persistent
-            )
-        c.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
-        c.on_subscribe = lambda *a: subscribed.set()
-        c.on_message = self._on_message
-        c.reconnect_delay_set(1, 1)
-        c.connect(host, port)
-        c.loop_start()
-        assert subscribed.wait(5), "subscriber got no SUBACK"
-        self.client = c
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._cond:
-            self.messages.append(msg)
-            self._cond.notify_all()
-
-    def wait_for(self, pred: Callable[[Messages], bool], timeout: float = 10.0) -> Messages:
-        with self._cond:
-            self._cond.wait_for(lambda: pred(self.messages), timeout)
-            return list(self.messages)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def event_ids(messages: Messages) -> list[str]:
-    return [json.loads(m.payload)["id"] for m in messages if m.topic.endswith("/events")]
-
-
-def payloads(messages: Messages, topic: str) -> list[bytes]:
-    return [m.payload for m in messages if m.topic == topic]
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 @pytest.fixture
