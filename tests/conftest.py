@@ -1,4 +1,4 @@
-"""Shared fixtures: locating the installed CLI."""
+"""Shared fixtures and helpers: the installed CLI, pip against PyPI, MQTT brokers."""
 
 from __future__ import annotations
 
@@ -26,6 +26,44 @@ def cli() -> list[str]:
 
 def run_cli(cli: list[str], *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*cli, *args], input=stdin, capture_output=True, timeout=120, check=False)
+
+
+# -- pip against PyPI (tests/test_packaging.py, tests/vision/test_legacy_runtime.py) --
+
+#: What pip (urllib3) prints when the index cannot be reached, as opposed to
+#: an index that answered "no such version" or a dependency conflict.
+PIP_NETWORK_ERRORS = (
+    "NewConnectionError",
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "Network is unreachable",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+    "ProxyError",
+    "SSLError",
+    "Connection refused",
+    "connection broken by",
+)
+
+
+def run_pip(args: list[str], what: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run a pip command that needs PyPI; skip (never pass) when PyPI is out of reach.
+
+    Any other failure fails the test with pip's output.
+    """
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"{what}: pip did not finish in {timeout:.0f} s (PyPI unreachable or slow)")
+    if proc.returncode != 0:
+        output = proc.stdout + proc.stderr
+        network = [ln for ln in output.splitlines() if any(m in ln for m in PIP_NETWORK_ERRORS)]
+        # A retried connection followed by a real error (a conflict, a build failure) still fails.
+        if network and ("No matching distribution found" in output or network[-1] in output[-600:]):
+            pytest.skip(f"{what}: pip cannot reach the package index: {network[-1].strip()[:300]}")
+        pytest.fail(f"{what}: pip failed ({proc.returncode}):\n{output[-4000:]}")
+    return proc
 
 
 # -- MQTT broker (tests/mqtt_broker.py) ---------------------------------------

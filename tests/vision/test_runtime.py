@@ -1,0 +1,97 @@
+"""The TFLite runtime fallback order of ``auto``, without any real runtime.
+
+Pi images ship ``tflite_runtime`` and training machines full TensorFlow
+instead of ``ai_edge_litert``, so the loader's order and its error message
+decide whether the agent starts there at all.  Runtimes are faked or blocked
+in ``sys.modules`` so this holds whatever this venv has installed;
+tests/vision/test_legacy_runtime.py checks the same with the real packages.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from agent.vision.manifest import ModelError
+from agent.vision.runtime import RUNTIMES, interpreter_class
+
+#: Every module the loader may import for each runtime, parents included.
+MODULES = {
+    "ai_edge_litert": ("ai_edge_litert", "ai_edge_litert.interpreter"),
+    "tflite_runtime": ("tflite_runtime", "tflite_runtime.interpreter"),
+    "tensorflow": ("tensorflow", "tensorflow.lite"),
+}
+
+
+def _block(monkeypatch: pytest.MonkeyPatch, runtime: str) -> None:
+    """Make importing ``runtime`` fail as if it were not installed (None in sys.modules)."""
+    for name in MODULES[runtime]:
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def _fake(monkeypatch: pytest.MonkeyPatch, runtime: str) -> type:
+    """Install a stand-in module for ``runtime`` whose Interpreter is a unique class."""
+    interpreter = type(f"{runtime}Interpreter", (), {})
+    parent, child = MODULES[runtime]
+    monkeypatch.setitem(sys.modules, parent, types.ModuleType(parent))
+    module = types.ModuleType(child)
+    module.Interpreter = interpreter
+    monkeypatch.setitem(sys.modules, child, module)
+    return interpreter
+
+
+def test_order_is_litert_then_tflite_runtime_then_tensorflow() -> None:
+    """The documented preference, as the dict order that ``auto`` walks."""
+    assert list(RUNTIMES) == ["ai_edge_litert", "tflite_runtime", "tensorflow"]
+    assert set(RUNTIMES) == set(MODULES)
+
+
+def test_auto_prefers_ai_edge_litert_when_everything_is_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With all three importable, ``auto`` takes ai_edge_litert and reports it."""
+    classes = {name: _fake(monkeypatch, name) for name in MODULES}
+    assert interpreter_class("auto") == ("ai_edge_litert", classes["ai_edge_litert"])
+
+
+def test_auto_falls_back_to_tflite_runtime_without_ai_edge_litert(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Pi image: no ai_edge_litert, tflite_runtime present -> tflite_runtime, not tensorflow."""
+    _block(monkeypatch, "ai_edge_litert")
+    tflite = _fake(monkeypatch, "tflite_runtime")
+    _fake(monkeypatch, "tensorflow")
+    assert interpreter_class("auto") == ("tflite_runtime", tflite)
+
+
+def test_auto_falls_back_to_tensorflow_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A training machine with only TensorFlow still runs the models."""
+    _block(monkeypatch, "ai_edge_litert")
+    _block(monkeypatch, "tflite_runtime")
+    tf = _fake(monkeypatch, "tensorflow")
+    assert interpreter_class("auto") == ("tensorflow", tf)
+
+
+def test_no_runtime_names_the_packages_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With none importable the error says what to pip install and why each one failed."""
+    for name in MODULES:
+        _block(monkeypatch, name)
+    with pytest.raises(ModelError) as err:
+        interpreter_class("auto")
+    message = str(err.value)
+    assert "pip install ai-edge-litert" in message
+    assert "tflite-runtime" in message
+    for name in MODULES:
+        assert f"{name}:" in message, message
+
+
+def test_explicit_runtime_does_not_fall_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asking for tflite_runtime on a machine without it fails instead of silently using another."""
+    _fake(monkeypatch, "ai_edge_litert")
+    _block(monkeypatch, "tflite_runtime")
+    with pytest.raises(ModelError, match="tflite_runtime: "):
+        interpreter_class("tflite_runtime")
+    with pytest.raises(ModelError, match="unknown runtime 'tflite'"):
+        interpreter_class("tflite")
