@@ -68,7 +68,11 @@ def make_publisher(config: AgentConfig) -> Publisher:
     from agent.publish.mqtt import MqttPublisher
     from agent.publish.outbox import Outbox
 
-    outbox = Outbox(config.state_dir / "outbox.sqlite")
+    outbox = Outbox(
+        config.state_dir / "outbox.sqlite",
+        max_messages=config.mqtt.outbox_max_messages,
+        max_age_s=config.mqtt.outbox_max_age_s,
+    )
     cameras = [c.name for c in config.cameras]  # for Home Assistant discovery
     return MqttPublisher(config.mqtt, config.device_id, outbox, cameras=cameras)
 

@@ -81,6 +81,17 @@ class MqttConfig(BaseModel):
         default="homeassistant",
         description="Home Assistant's discovery prefix (set in its MQTT integration).",
     )
+    outbox_max_messages: int = Field(
+        default=100_000,
+        ge=1,
+        description="Events kept on disk while the broker is unreachable; beyond it the oldest"
+        " are dropped (counted in stats as outbox.dropped_full).",
+    )
+    outbox_max_age_s: float = Field(
+        default=7 * 86400,
+        gt=0,
+        description="Events older than this are dropped undelivered (stats: outbox.dropped_age).",
+    )
     reconnect_min_s: int = Field(
         default=1, ge=1, description="First reconnect delay in seconds (doubles per attempt)."
     )
