@@ -263,6 +263,8 @@ class Collector:
         client_id: str = "",
         persistent: bool = False,
         v5: bool = True,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.messages: Messages = []
         self._cond = threading.Condition()
@@ -275,6 +277,8 @@ class Collector:
             c = mqtt.Client(
                 mqtt.CallbackAPIVersion.VERSION2, client_id, clean_session=not persistent
             )
+        if username is not None:
+            c.username_pw_set(username, password)
         c.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         c.on_subscribe = lambda *a: subscribed.set()
         c.on_message = self._on_message
