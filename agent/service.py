@@ -77,6 +77,16 @@ def make_publisher(config: AgentConfig) -> Publisher:
     return MqttPublisher(config.mqtt, config.device_id, outbox, cameras=cameras)
 
 
+def make_reader(config: AgentConfig) -> Reader:
+    return Reader(
+        config.models_dir,
+        config.reader.runtime,
+        policy=config.reader.policy,
+        min_confidence=config.reader.min_confidence,
+        barcodes=config.reader.barcodes,
+    )
+
+
 def start_server(config: AgentConfig) -> Server | None:
     """The ``[serve]`` endpoint with its own Reader (an interpreter is not shared across
     threads), or None when it is off."""
@@ -84,14 +94,7 @@ def start_server(config: AgentConfig) -> Server | None:
         return None
     from agent.serve import create_app
 
-    reader = Reader(
-        config.models_dir,
-        config.reader.runtime,
-        policy=config.reader.policy,
-        min_confidence=config.reader.min_confidence,
-        barcodes=config.reader.barcodes,
-    )
-    server = Server(create_app(reader, config.serve), config.serve)
+    server = Server(create_app(make_reader(config), config.serve), config.serve)
     server.start()
     logger.info("serving POST http://%s:%d/v1/vinocr", config.serve.host, server.port)
     return server
@@ -141,13 +144,7 @@ class Service:
         except OSError as exc:
             logger.error("cannot create state directory %s: %s", cfg.state_dir, exc)
             return 1
-        reader = Reader(
-            cfg.models_dir,
-            cfg.reader.runtime,
-            policy=cfg.reader.policy,
-            min_confidence=cfg.reader.min_confidence,
-            barcodes=cfg.reader.barcodes,
-        )
+        reader = make_reader(cfg)
         try:
             server = start_server(cfg)
         except (ServeError, ImportError, ModelError) as exc:
