@@ -73,3 +73,39 @@ def write_model(models_dir: Path, name: str, content: bytes, entry: dict[str, An
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     logger.info("wrote %s (%d bytes) and its manifest entry", path, len(content))
     return path
+
+
+def promote(src_dir: Path, dst_dir: Path, name: str) -> Path:
+    """Copy a model trained into a scratch directory, with its manifest entry, into
+    ``dst_dir`` (normally ``models/``), checking the file against the entry's SHA-256.
+
+    Training writes to ``runs/...`` first so that a run is reviewed before it ships.
+    """
+    manifest = json.loads((src_dir / "manifest.json").read_text())
+    entry = dict(manifest["models"][name])
+    content = (src_dir / entry["file"]).read_bytes()
+    if hashlib.sha256(content).hexdigest() != entry["sha256"]:
+        raise ValueError(f"{src_dir / entry['file']} does not match its manifest entry")
+    for key in ("file", "sha256", "size_bytes"):
+        entry.pop(key)
+    return write_model(dst_dir, name, content, entry)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="python -m training.export",
+        description="Promote a trained model and its manifest entry into the shipped models.",
+    )
+    p.add_argument("name", choices=["detector", "recognizer"])
+    p.add_argument("--from", dest="src", type=Path, required=True, help="training --out dir")
+    p.add_argument("--to", dest="dst", type=Path, default=Path("models"))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    promote(args.src, args.dst, args.name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
