@@ -3,13 +3,17 @@
 Live sources keep only the newest frame, so a slow CPU drops frames instead
 of lagging behind the scene.  Replays (``live = False``) hand over every
 frame and wait for the consumer.  A lost camera is reopened with backoff,
-and every change of state is reported through ``on_state``.
+and every change of state is reported through ``on_state``.  A stream lost
+soon after it was opened (a camera that accepts the connection and then
+sends garbage) is also reopened with backoff, not in a tight loop that would
+flood the log and the retained status topic.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import cv2
@@ -21,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 30.0
+#: A stream that ran at least this long before it was lost is reopened at once;
+#: one lost sooner waits BACKOFF_MIN_S, then twice as long each time, up to BACKOFF_MAX_S.
+STABLE_S = 10.0
 
 
 class MotionGate:
@@ -122,9 +129,15 @@ class Capture(threading.Thread):
 
     def run(self) -> None:
         try:
+            delay = 0.0  # before reopening a stream that was lost soon after opening
             while not self._stop_event.is_set():
+                if delay:
+                    logger.warning("camera %s: reopening in %.0f s", self.camera, delay)
+                    if self._stop_event.wait(delay):
+                        break
                 if not self._open_with_backoff():
                     break
+                opened = time.monotonic()
                 try:
                     while not self._stop_event.is_set():
                         frame = self.source.read()
@@ -145,6 +158,10 @@ class Capture(threading.Thread):
                     self._set_state(False, str(exc))
                 finally:
                     self.source.close()
+                if time.monotonic() - opened >= STABLE_S:
+                    delay = 0.0
+                else:
+                    delay = min(max(2 * delay, BACKOFF_MIN_S), BACKOFF_MAX_S)
         except Exception:  # the thread must report, not die silently
             logger.exception("camera %s: capture thread failed", self.camera)
             self.error = "capture thread failed; see the log"

@@ -4,12 +4,20 @@ A video file is paced at its own frame rate by default, as a camera would
 deliver it; ``realtime = false`` processes every frame as fast as possible
 (replays, tests) and stamps frames with media time, so visit timing is the
 same whatever the speed of the machine.
+
+A stream that stalls (socket open, nothing sent) fails its read after
+``read_timeout_s`` through FFmpeg's interrupt callback, so the capture
+thread reopens it.  ``close`` may be called from another thread while a
+read is blocked (``Capture.stop`` at SIGTERM/SIGHUP): releasing a
+``cv2.VideoCapture`` under a running ``read`` crashes the process
+(SIGSEGV), so the release is then left to the reading thread.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Any, Literal
 
@@ -55,6 +63,9 @@ class OpenCVSource(Source):
         self.live = not self.file or config.realtime
         self.cap: Any = None
         self.index = 0
+        self._lock = threading.Lock()
+        self._reading = False  # a read is running (the capture thread)
+        self._orphan: Any = None  # closed during that read: released when it returns
         self._start_wall = 0.0
         self._start_mono = 0.0
 
@@ -74,8 +85,12 @@ class OpenCVSource(Source):
             raise SourceError(f"{url}: no such video file")
         if url.startswith("/dev/") and not os.path.exists(url):
             raise SourceError(f"{url}: no such camera device; check the cable and `ls /dev/video*`")
-        ms = int(self.config.open_timeout_s * 1000)
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(self.config.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(self.config.read_timeout_s * 1000),
+        ]
         target: int | str = int(url) if url.isdigit() else url
         cap = cv2.VideoCapture(target, cv2.CAP_ANY, params)
         if not cap.isOpened():
@@ -89,23 +104,35 @@ class OpenCVSource(Source):
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.config.height)
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and 0 < fps < 1000 else None
-        self.cap = cap
+        with self._lock:
+            self.cap = cap
         self._start_wall, self._start_mono = time.time(), time.monotonic()
         logger.info("opened %s (%s fps)", self.describe(), self.fps or "unknown")
 
     def read(self) -> Frame | None:
         import cv2
 
-        if self.cap is None:
-            raise SourceError(f"{self.describe()}: not open")
-        ok, image = self.cap.read()
+        with self._lock:
+            cap = self.cap
+            if cap is None:
+                raise SourceError(f"{self.describe()}: not open")
+            self._reading = True
+        try:
+            ok, image = cap.read()
+        finally:
+            with self._lock:
+                self._reading = False
+                orphan, self._orphan = self._orphan, None
+        if orphan is not None:  # closed by another thread while we were reading
+            orphan.release()
+            raise SourceError(f"{self.describe()}: closed")
         if not ok or image is None:
             if self.file:
                 return None
             raise SourceError(f"{self.describe()}: no frame (stream lost or stalled)")
         self.index += 1
         if self.file:
-            media_s = self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            media_s = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
             if not media_s and self.fps:
                 media_s = self.index / self.fps
             if self.config.realtime:
@@ -119,6 +146,10 @@ class OpenCVSource(Source):
         return Frame(image, stamp, self.index)
 
     def close(self) -> None:
-        if self.cap is not None:
-            self.cap.release()
-            self.cap = None
+        with self._lock:
+            cap, self.cap = self.cap, None
+            if cap is not None and self._reading:
+                self._orphan = cap  # the reading thread releases it when its read returns
+                return
+        if cap is not None:
+            cap.release()
