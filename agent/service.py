@@ -183,8 +183,13 @@ class Service:
         try:
             self._loop(cameras, reader, publisher, seq)
         finally:
+            # All at once: stalled cameras each wait out a join, and systemd's stop
+            # window is shared by all of them.
             for cam in cameras:
-                cam.capture.stop()
+                cam.capture.request_stop()
+            deadline = time.monotonic() + 5.0
+            for cam in cameras:
+                cam.capture.stop(timeout=max(0.1, deadline - time.monotonic()))
             now = time.time()
             for cam in cameras:
                 if not cam.done:

@@ -187,10 +187,14 @@ class Capture(threading.Thread):
         with self.cond:
             return self.ended and self.slot is None
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def request_stop(self) -> None:
+        """Ask the thread to stop without waiting (stop many cameras in parallel)."""
         self._stop_event.set()
         self.source.close()
         with self.cond:
             self.cond.notify_all()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.request_stop()
         if self.is_alive() and threading.current_thread() is not self:
             self.join(timeout)
