@@ -217,12 +217,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     def load() -> object:
         return load_config(path, overrides)
 
+    from agent.service import EXIT_CONFIG, Service
+
     try:
         config = load_config(path, overrides)
     except ConfigError as exc:
         logger.error("%s", exc)
-        return EXIT_FAIL
-    from agent.service import Service
+        return EXIT_CONFIG
 
     service = Service(config, reload=load)
     service.install_signals()
@@ -230,7 +231,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return service.run()
     except (ModelError, ConfigError) as exc:
         logger.error("%s", exc)
-        return EXIT_FAIL
+        return EXIT_CONFIG
 
 
 def _add_reader_options(p: argparse.ArgumentParser) -> None:

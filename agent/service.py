@@ -24,6 +24,7 @@ from agent.config import AgentConfig, ConfigError
 from agent.events import SeqCounter, payload
 from agent.fusion import VisitEvent, VisitTracker
 from agent.publish import Publisher
+from agent.publish.outbox import OutboxUnavailableError
 from agent.reader import Reader
 from agent.serve import ServeError, Server
 from agent.sources import make_source
@@ -34,6 +35,10 @@ from agent.vision.manifest import ModelError
 logger = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 5.0
+#: ``run`` exits with this (sysexits EX_CONFIG) when a restart cannot help: bad
+#: configuration, tampered models, an unusable state directory.  The systemd unit
+#: lists it in RestartPreventExitStatus=, so a broken install does not crash-loop.
+EXIT_CONFIG = 78
 
 
 @dataclass
@@ -143,14 +148,21 @@ class Service:
             cfg.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             logger.error("cannot create state directory %s: %s", cfg.state_dir, exc)
-            return 1
+            return EXIT_CONFIG
         reader = make_reader(cfg)
+        try:
+            publisher = make_publisher(cfg)
+        except OutboxUnavailableError as exc:
+            # Read-only or full state directory: restarting cannot fix it, so say so
+            # and exit with the status the unit does not restart on.
+            logger.error("%s", exc)
+            return EXIT_CONFIG
         try:
             server = start_server(cfg)
         except (ServeError, ImportError, ModelError) as exc:
             logger.error("cannot start the HTTP endpoint ([serve]): %s", exc)
-            return 1
-        publisher = make_publisher(cfg)
+            publisher.stop(timeout=1.0)
+            return EXIT_CONFIG
         publisher.start()
         seq = SeqCounter(cfg.state_dir / "seq")
         cameras = []

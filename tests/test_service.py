@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from agent.service import EXIT_CONFIG
 from tests.conftest import REPO
 from tests.mqtt_broker import Collector, MosquittoBroker
 
@@ -182,8 +183,52 @@ def test_bad_config_is_a_clear_error(cli: list[str], tmp_path: Path) -> None:
     cfg.write_text('[[cameras]]\nname = "a"\n[cameras.source]\ntype = "opencv"\n')
     proc = _run(cli, tmp_path, "--config", str(cfg))
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_CONFIG  # the unit does not restart on it
     assert "cameras.0.source.opencv.url" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("fault", ["read-only", "full"])
+def test_unusable_state_directory_is_a_clear_error_not_a_crash_loop(
+    cli: list[str], tmp_path: Path, fault: str
+) -> None:
+    """A read-only or full state directory (SD card remounted ro, disk filled by something
+    else): the agent names the directory and what to do, and exits 78, which the systemd
+    unit lists in RestartPreventExitStatus= instead of restarting every 5 s forever."""
+    import shutil
+
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    state = tmp_path / "state"
+    state.mkdir()
+    d = str(state)
+    if fault == "read-only":
+        setup = f"mount --bind '{d}' '{d}' && mount -o remount,ro,bind '{d}' '{d}'"
+    else:
+        setup = f"mount -t tmpfs -o size=64k tmpfs '{d}' && head -c 60000 /dev/zero > '{d}/fill'"
+    args = [
+        *cli,
+        "run",
+        "--source",
+        str(CLIP),
+        "--state-dir",
+        d,
+        "--mqtt-url",
+        "mqtt://127.0.0.1:9",
+    ]
+    proc = subprocess.run(
+        ["unshare", "--mount", "--map-root-user", "sh", "-c", f'{setup} && exec "$@"', "sh", *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if proc.returncode != EXIT_CONFIG and "mount" in proc.stderr and "agent" not in proc.stderr:
+        pytest.skip(f"cannot mount in a private namespace here: {proc.stderr[-300:]}")
+    assert proc.returncode == EXIT_CONFIG, proc.stderr[-2000:]
+    assert d in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unit_does_not_restart_on_configuration_errors() -> None:
+    """The exit status for "restarting cannot help" and the unit must agree."""
+    unit = (REPO / "systemd" / "vin-agent.service").read_text()
+    assert f"RestartPreventExitStatus={EXIT_CONFIG}" in unit
 
 
 def test_sighup_reloads_the_config(cli: list[str], tmp_path: Path) -> None:
