@@ -90,7 +90,8 @@ def cmd_read(args: argparse.Namespace) -> int:
     except ModelError as exc:
         logger.error("%s", exc)
         return EXIT_FAIL
-    stdin = sys.stdin.buffer.read() if "-" in args.inputs else None
+    # At most one byte over the limit: decode_image then refuses it by size.
+    stdin = sys.stdin.buffer.read(imageio.MAX_BYTES + 1) if "-" in args.inputs else None
     if args.annotate:
         args.annotate.mkdir(parents=True, exist_ok=True)
     for index, spec in enumerate(args.inputs):

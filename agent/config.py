@@ -189,6 +189,14 @@ def read_toml(path: Path) -> dict[str, Any]:
         ) from None
     except PermissionError:
         raise ConfigError(f"{path}: permission denied; the service user must read it") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; give the config file itself") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid TOML: not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import os
 import re
-import struct
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,12 @@ import cv2
 import numpy as np
 
 from agent.fetch import MAX_BYTES, URL_TIMEOUT_S, FetchError, UrlPolicy, fetch
+from agent.imageheader import (
+    SUPPORTED_FORMATS,
+    image_kind,
+    sniff_size,
+    structure_problem,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,93 +46,71 @@ class LoadedImage:
     n_bytes: int
 
 
-def sniff_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG, GIF, BMP, WebP or JPEG header, without decoding."""
-    try:
-        if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-            w, h = struct.unpack(">II", data[16:24])
-            return int(w), int(h)
-        if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
-            w, h = struct.unpack("<HH", data[6:10])
-            return int(w), int(h)
-        if data[:2] == b"BM" and len(data) >= 26:
-            w, h = struct.unpack("<ii", data[18:26])
-            return abs(int(w)), abs(int(h))
-        if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
-            chunk = data[12:16]
-            if chunk == b"VP8X":
-                w = 1 + int.from_bytes(data[24:27], "little")
-                h = 1 + int.from_bytes(data[27:30], "little")
-                return w, h
-            if chunk == b"VP8L":
-                b = int.from_bytes(data[21:25], "little")
-                return 1 + (b & 0x3FFF), 1 + ((b >> 14) & 0x3FFF)
-            if chunk == b"VP8 ":
-                w, h = struct.unpack("<HH", data[26:30])
-                return int(w & 0x3FFF), int(h & 0x3FFF)
-        if data[:2] == b"\xff\xd8":
-            i = 2
-            while i + 9 < len(data):
-                if data[i] != 0xFF:
-                    i += 1
-                    continue
-                marker = data[i + 1]
-                if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                    i += 2
-                    continue
-                length = int.from_bytes(data[i + 2 : i + 4], "big")
-                if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD):
-                    h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-                    return int(w), int(h)
-                i += 2 + length
-    except struct.error:
-        return None
-    return None
-
-
 def decode_image(data: bytes, source: str = "input", max_pixels: int = MAX_PIXELS) -> LoadedImage:
-    """Decode JPEG/PNG/WebP/BMP/TIFF bytes to BGR, refusing bombs before decoding."""
+    """Decode JPEG/PNG/WebP/BMP/TIFF (and GIF) bytes to BGR, refusing bombs before decoding."""
     if not data:
         raise ImageInputError(f"{source}: empty input (0 bytes)")
     if len(data) > MAX_BYTES:
         raise ImageInputError(f"{source}: {len(data)} bytes is over the {MAX_BYTES} byte limit")
+    kind = image_kind(data)
+    if kind is None:
+        raise ImageInputError(f"{source}: not a supported image ({SUPPORTED_FORMATS})")
     size = sniff_size(data)
-    if size is not None:
-        w, h = size
-        if w == 0 or h == 0:
-            raise ImageInputError(f"{source}: image header declares {w}x{h} pixels")
-        if w * h > max_pixels:
-            raise ImageInputError(
-                f"{source}: image declares {w}x{h} pixels, over the {max_pixels} pixel limit; "
-                "refusing to decode it (a decompression bomb or a far too large photo)"
-            )
+    if size is None:
+        raise ImageInputError(
+            f"{source}: truncated or corrupt {kind} image (its header does not give a size)"
+        )
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise ImageInputError(f"{source}: {kind} header declares {w}x{h} pixels")
+    if w * h > max_pixels:
+        raise ImageInputError(
+            f"{source}: image declares {w}x{h} pixels, over the {max_pixels} pixel limit; "
+            "refusing to decode it (a decompression bomb or a far too large photo)"
+        )
+    problem = structure_problem(data, kind, max_pixels)
+    if problem:
+        raise ImageInputError(f"{source}: {problem}")
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
         # IMREAD_COLOR applies EXIF orientation and converts gray/alpha/16-bit to 8-bit BGR.
         image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error as exc:
-        raise ImageInputError(f"{source}: cannot decode image: {exc.err or exc}") from None
+        raise ImageInputError(f"{source}: cannot decode {kind} image: {exc.err or exc}") from None
     if image is None or image.size == 0:
-        kind = "truncated or corrupt image" if size is not None else "not a supported image"
-        raise ImageInputError(f"{source}: {kind} (JPEG, PNG, WebP, BMP or TIFF expected)")
+        raise ImageInputError(
+            f"{source}: truncated or corrupt {kind} image (or a {kind} variant OpenCV cannot read)"
+        )
     return LoadedImage(image=image, source=source, n_bytes=len(data))
 
 
 def decode_base64(text: str, source: str = "base64") -> bytes:
-    """Bytes from a base64 string or a ``data:image/...;base64,`` URI."""
+    """Bytes from a base64 string or a ``data:image/...;base64,`` URI.
+
+    Whitespace and line breaks are ignored, missing padding is added, and the
+    URL-safe alphabet (``-`` and ``_``) is accepted.
+    """
+    limit = MAX_BYTES * 4 // 3 + 4
+    if len(text) > 2 * limit:  # before copying it around below
+        raise ImageInputError(f"{source}: base64 payload is over the {MAX_BYTES} byte limit")
     match = _DATA_URI.match(text)
     if match:
         mime = (match.group("mime") or "").lower()
         if mime and not mime.startswith("image/"):
             raise ImageInputError(f"{source}: data URI has MIME type {mime!r}, not an image")
         text = text[match.end() :]
-    elif text.startswith("data:"):
+    elif text[:5].lower() == "data:":
         raise ImageInputError(f"{source}: data URI without ';base64,' is not supported")
     text = "".join(text.split())
-    if len(text) > MAX_BYTES * 4 // 3 + 4:
+    if not text:
+        raise ImageInputError(f"{source}: empty base64 payload")
+    if len(text) > limit:
         raise ImageInputError(f"{source}: base64 payload is over the {MAX_BYTES} byte limit")
-    if not text or not _B64_CHARS.match(text):
-        raise ImageInputError(f"{source}: not valid base64 (unexpected characters)")
+    if not _B64_CHARS.match(text):
+        at, char = next((i, c) for i, c in enumerate(text) if not _B64_CHARS.match(c))
+        raise ImageInputError(
+            f"{source}: not valid base64 (unexpected character {char!r} at position {at})"
+        )
     altchars = b"-_" if ("-" in text or "_" in text) else None
     try:
         return base64.b64decode(text + "=" * (-len(text) % 4), altchars=altchars, validate=True)
@@ -147,6 +132,7 @@ def fetch_url(
 
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_PATH_MAX = 4096
 
 
 def looks_like_base64(text: str) -> bool:
@@ -162,7 +148,7 @@ def load_remote(spec: str, policy: UrlPolicy | None = None) -> LoadedImage:
     because a request named one.
     """
     spec = spec.strip()
-    if spec.startswith("data:"):
+    if spec[:5].lower() == "data:":
         return decode_image(decode_base64(spec, "data URI"), "data URI")
     if spec.lower().startswith(("http://", "https://")):
         return decode_image(fetch_url(spec, policy=policy), spec)
@@ -176,11 +162,53 @@ def load_remote(spec: str, policy: UrlPolicy | None = None) -> LoadedImage:
     return decode_image(decode_base64(spec), "base64 input")
 
 
+def read_file(path: str | os.PathLike[str], source: str | None = None) -> bytes:
+    """A file's bytes, refusing (without reading them) files over the byte limit.
+
+    Pipes and devices are read up to the limit only: ``vin-agent read /dev/zero``
+    must not fill the memory.
+    """
+    name = source if source is not None else os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if stat.S_ISDIR(st.st_mode):
+                raise ImageInputError(f"{name}: is a directory, not an image file")
+            if stat.S_ISREG(st.st_mode) and st.st_size > MAX_BYTES:
+                raise ImageInputError(
+                    f"{name}: file is {st.st_size} bytes, over the {MAX_BYTES} byte limit"
+                )
+            data = fh.read(MAX_BYTES + 1)
+    except ImageInputError:
+        raise
+    except FileNotFoundError:
+        raise ImageInputError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ImageInputError(f"{name}: is a directory, not an image file") from None
+    except OSError as exc:
+        raise ImageInputError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    except ValueError:  # a NUL character in the name
+        raise ImageInputError(f"{name!r}: not a valid file name") from None
+    if len(data) > MAX_BYTES:
+        raise ImageInputError(f"{name}: more than {MAX_BYTES} bytes, over the byte limit")
+    return data
+
+
+def load_file(path: str | os.PathLike[str], source: str | None = None) -> LoadedImage:
+    """Load an image file (never a URL or base64, whatever its name looks like)."""
+    name = source if source is not None else os.fspath(path)
+    return decode_image(read_file(path, name), name)
+
+
 def load(spec: str, stdin: bytes | None = None, policy: UrlPolicy | None = None) -> LoadedImage:
     """Load one ``read`` INPUT: path, URL, base64, data URI, or ``-`` for stdin bytes."""
     if spec == "-":
         return decode_image(stdin or b"", "stdin")
-    if spec.startswith("data:"):
+    if not spec.strip():
+        raise ImageInputError(
+            "empty input: give an image path, an http(s) URL, base64, a data URI or '-'"
+        )
+    if spec[:5].lower() == "data:":
         return decode_image(decode_base64(spec, "data URI"), "data URI")
     if spec.lower().startswith(("http://", "https://")):
         return decode_image(fetch_url(spec, policy=policy), spec)
@@ -191,17 +219,16 @@ def load(spec: str, stdin: bytes | None = None, policy: UrlPolicy | None = None)
         )
     path = Path(spec)
     try:
-        exists = path.exists()
-    except OSError:  # e.g. a base64 string longer than a file name may be
+        # Longer than PATH_MAX: base64, not a path (and stat would only fail, slowly).
+        exists = len(spec) <= _PATH_MAX and path.exists()
+    except (OSError, ValueError):  # a name longer than NAME_MAX, or with a NUL in it
         exists = False
     if exists or not looks_like_base64(spec):
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ImageInputError(f"{spec}: no such file") from None
-        except IsADirectoryError:
-            raise ImageInputError(f"{spec}: is a directory, not an image file") from None
-        except OSError as exc:
-            raise ImageInputError(f"{spec}: cannot read ({exc.strerror})") from None
-        return decode_image(data, spec)
-    return decode_image(decode_base64(spec), "base64 input")
+        return load_file(path, spec)
+    try:
+        data = decode_base64(spec, "base64 input")
+    except ImageInputError as exc:
+        if len(spec) <= _PATH_MAX:  # could have been meant as a path
+            raise ImageInputError(f"{exc}; and no file has that name") from None
+        raise
+    return decode_image(data, "base64 input")

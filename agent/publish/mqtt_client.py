@@ -10,6 +10,7 @@ never logged.
 from __future__ import annotations
 
 import logging
+import secrets
 import ssl
 import sys
 import time
@@ -145,11 +146,17 @@ class BrokerLink:
             secret = cfg.read_password()
             password = secret.get_secret_value() if secret is not None else None
         except (OSError, ValueError) as exc:
+            # Not "no password": a broker that lets the user in without one but then
+            # drops its publishes by ACL would still PUBACK them (MQTT 3.1.1), and the
+            # outbox would delete events that never arrived.  A throw-away password
+            # makes the broker refuse the login, so the events wait in the outbox.
             logger.error(
-                "cannot read password_file %s (%s); connecting without a password",
+                "cannot read password_file %s (%s); not logging in until it can be read,"
+                " events are kept in the outbox",
                 cfg.password_path(),
                 exc,
             )
+            password = "unreadable-password-file-" + secrets.token_hex(16)
         client.username_pw_set(cfg.username, password)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:

@@ -1,7 +1,10 @@
 """Replay a directory or glob of images in name order; optionally watch for new ones.
 
 ``watch = true`` suits cameras that drop JPEGs by FTP: files are picked up
-as they arrive, once they have stopped growing.
+as they arrive, once they have stopped changing.  A file that cannot be
+decoded is skipped with a warning naming it; when watching, it is tried
+again if it changes later (an upload that paused for longer than
+``settle_s`` is read once it is complete, not lost).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Literal
@@ -49,7 +53,10 @@ class ImagesSource(Source):
         self.seen: set[str] = set()
         self.queue: list[str] = []
         self.index = 0
-        self._sizes: dict[str, tuple[int, float]] = {}
+        # name -> ((size, mtime), when that was first seen): a file is read once it settles
+        self._sizes: dict[str, tuple[tuple[int, int], float]] = {}
+        # name -> (size, mtime) of files that failed to decode, to retry them if they change
+        self._failed: dict[str, tuple[int, int]] = {}
         self._closed = False
 
     def describe(self) -> str:
@@ -60,23 +67,36 @@ class ImagesSource(Source):
         return os.path.join(p, "*") if os.path.isdir(p) else p
 
     def _scan(self) -> list[str]:
-        names = sorted(
-            f
-            for f in glob.glob(self._pattern())
-            if f.lower().endswith(EXTENSIONS) and f not in self.seen
-        )
-        if not self.config.watch:
-            return names
-        # A file still being written (FTP upload) changes size between polls.
+        names = sorted(f for f in glob.glob(self._pattern()) if f.lower().endswith(EXTENSIONS))
         ready, now = [], time.monotonic()
         for f in names:
-            try:
-                size = os.path.getsize(f)
-            except OSError:
+            if f in self.seen and f not in self._failed:
                 continue
+            try:
+                st = os.stat(f)
+            except OSError:  # gone again (renamed by the uploader)
+                continue
+            sig = (st.st_size, st.st_mtime_ns)
+            if f in self.seen:
+                if self._failed[f] == sig:
+                    continue
+                # It failed to decode and has changed since: most likely an upload
+                # that paused longer than settle_s, now complete.  Read it again.
+                logger.info("%s changed since it could not be read; trying it again", f)
+                self.seen.discard(f)
+                del self._failed[f]
+            if not stat.S_ISREG(st.st_mode):
+                # A directory, FIFO or device named like an image: reading a FIFO would block.
+                logger.warning("skipping %s: not a regular file", f)
+                self.seen.add(f)
+                continue
+            if not self.config.watch:
+                ready.append(f)
+                continue
+            # A file still being written (FTP upload) changes between polls.
             last = self._sizes.get(f)
-            if last is None or last[0] != size:
-                self._sizes[f] = (size, now)
+            if last is None or last[0] != sig:
+                self._sizes[f] = (sig, now)
             elif now - last[1] >= self.config.settle_s:
                 ready.append(f)
         return ready
@@ -99,10 +119,18 @@ class ImagesSource(Source):
                 self.seen.add(name)
                 self._sizes.pop(name, None)
                 try:
-                    image = imageio.load(name).image
+                    # Taken before reading: a change during or after the read means a retry.
+                    st = os.stat(name)
+                except OSError as exc:  # gone since the scan
+                    logger.warning("skipping %s: %s", name, exc.strerror or exc)
+                    continue
+                try:
+                    image = imageio.load_file(name).image
                 except imageio.ImageInputError as exc:
                     # One bad file must not stop a replay or a watched drop folder.
-                    logger.error("skipping %s", exc)
+                    logger.warning("skipping %s", exc)
+                    if self.config.watch:
+                        self._failed[name] = (st.st_size, st.st_mtime_ns)
                     continue
                 if self.config.interval_s:
                     time.sleep(self.config.interval_s)

@@ -370,3 +370,24 @@ def test_mosquitto_sub_sees_events(broker: MosquittoBroker, stack: Any) -> None:
         proc.kill()
     data = [line for line in out.splitlines() if line.startswith("vin/")]
     assert data == ['vin/dev/gate1/events {"id":"a"}', 'vin/dev/gate1/events {"id":"b"}']
+
+
+def test_unreadable_password_file_never_logs_in_without_it(
+    broker_factory: Any, stack: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A password file that is missing (not yet provisioned, wrong path) must not turn into
+    a login without a password: a broker could accept that and drop the publishes by ACL
+    while still acknowledging them. Events wait until the file can be read."""
+    broker = broker_factory(users={"gate": "right-password"})
+    pw = tmp_path / "pw"
+    caplog.set_level(logging.ERROR, logger="agent.publish")
+    pub = stack("publisher", url=f"mqtt://gate@{broker.host}:{broker.port}", password_file=pw)
+    pub.start()
+    pub.publish_event("cam", {"id": "wait"})
+    assert wait_until(lambda: "cannot read password_file" in caplog.text, 5)
+    time.sleep(1.5)
+    assert not pub.connected
+    assert pub.stats()["outbox"]["depth"] == 1
+    pw.write_text("right-password\n")
+    assert wait_until(lambda: pub.connected, 10)
+    assert wait_until(lambda: pub.stats()["outbox"]["depth"] == 0)
