@@ -25,6 +25,15 @@ from agent.vision.runtime import RuntimeConfig
 
 DEFAULT_CONFIG = Path("/etc/vin-agent/config.toml")
 ENV_PREFIX = "VIN_AGENT_"
+#: VIN_AGENT_* variables that belong to the project's scripts and tests, not to the
+#: daemon's configuration (an exported one must not make ``run`` refuse to start).
+NOT_CONFIG = (
+    "VIN_AGENT_CONFIG",
+    "VIN_AGENT_EXTRAS",
+    "VIN_AGENT_SYSTEM_SITE",
+    "VIN_AGENT_SOAK_",
+    "VIN_AGENT_ARM64_",
+)
 
 
 def default_state_dir() -> Path:
@@ -153,10 +162,11 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """``VIN_AGENT_A__B=value`` -> ``{"a": {"b": "value"}}``; pydantic converts types."""
     tree: dict[str, Any] = {}
     for name, value in environ.items():
-        if name.startswith(ENV_PREFIX) and name not in ("VIN_AGENT_EXTRAS", "VIN_AGENT_CONFIG"):
-            path = name[len(ENV_PREFIX) :].lower().split("__")
-            if all(path) and not name.startswith("VIN_AGENT_SYSTEM_SITE"):
-                _set(tree, path, value)
+        if not name.startswith(ENV_PREFIX) or name.startswith(NOT_CONFIG):
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        if all(path):
+            _set(tree, path, value)
     return tree
 
 

@@ -90,3 +90,17 @@ def test_precedence_flags_over_environment_over_file(tmp_path: Path) -> None:
 def test_environment_typo_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown field"):
         load_config(_write(tmp_path, MINIMAL), environ={"VIN_AGENT_DEVICEID": "x"})
+
+
+def test_the_projects_own_script_variables_are_not_configuration(tmp_path: Path) -> None:
+    """scripts/setup, the soak test and scripts/arm64-check read VIN_AGENT_* variables of
+    their own; one left exported in a shell must not make the daemon refuse to start."""
+    env = {
+        "VIN_AGENT_EXTRAS": "dev,train",
+        "VIN_AGENT_SYSTEM_SITE": "1",
+        "VIN_AGENT_SOAK_S": "3600",
+        "VIN_AGENT_ARM64_ROOT": "/tmp/root",
+        "VIN_AGENT_DEVICE_ID": "still-read",
+    }
+    cfg = load_config(_write(tmp_path, MINIMAL), environ=env)
+    assert cfg.device_id == "still-read"

@@ -1,0 +1,290 @@
+"""Compare vin-agent results from two platforms (used by scripts/arm64-check).
+
+    python scripts/compare_reads.py --names arm64 x86-64 \\
+        --read scenes A.jsonl B.jsonl --read frames A.jsonl B.jsonl \\
+        --eval A.json B.json --run A.jsonl B.jsonl
+
+``--read LABEL A B``: ``vin-agent read`` output, one JSON object per input,
+matched by ``input``, printed side by side. Every field must be equal
+(``timing_ms`` aside), with two allowances, both printed: a ``confidence``
+may differ by up to ``--tolerance`` (default 0.01), and runner-up candidates
+(after the first) may differ. The reason: the int8 models give identical
+outputs for identical inputs on both platforms, but OpenCV's
+``warpPerspective``, which cuts each VIN line out of the frame
+(``agent.vision.geometry.rectify``), is not bit-exact between x86-64 and
+arm64 SIMD code, so the recognizer sees crops that differ in a few pixels.
+``--strict`` turns both allowances off.
+
+``--eval A B``: the ``vin-agent eval`` reports, equal except latencies and
+the dataset path (``ece`` within the tolerance). ``--run A B``: ``vin-agent
+run`` stdout (stdout sink): the same events (topic, type, VIN, success) in
+the same order; their boxes, confidences and frame counts are shown but may
+differ, because OpenCV's bundled FFmpeg decodes the video to slightly
+different pixels on the two platforms.
+
+Exit status: 0 same, 1 a difference (each printed), 2 an unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: read fields that depend on the clock, not on the computation
+READ_IGNORED = {"timing_ms"}
+#: run event fields that depend on the clock, the host or chance (uuid4)
+RUN_IGNORED = {"event_id", "timestamp", "start_time", "end_time", "time", "device_id"}
+#: numeric fields compared within the tolerance
+TOLERANT_KEYS = {"confidence", "ece"}
+#: run event fields that must be equal
+RUN_STRICT = ("topic", "type", "vin", "success")
+
+
+@dataclass
+class Comparison:
+    names: tuple[str, str]
+    tolerance: float = 0.01
+    strict: bool = False
+    problems: list[str] = field(default_factory=list)
+    allowed: list[str] = field(default_factory=list)
+
+    def diff(self, a: Any, b: Any, path: str = "") -> tuple[list[str], list[str]]:
+        """(differences, allowed differences) between two JSON values, as paths."""
+        if isinstance(a, dict) and isinstance(b, dict):
+            bad: list[str] = []
+            ok: list[str] = []
+            for key in sorted(set(a) | set(b), key=str):
+                where = f"{path}.{key}" if path else str(key)
+                if key not in a or key not in b:
+                    bad.append(where)
+                    continue
+                x, y = a[key], b[key]
+                if key == "candidates" and not self.strict and isinstance(x, list):
+                    d_bad, d_ok = self.diff(x[:1], y[:1] if isinstance(y, list) else y, where)
+                    bad += d_bad
+                    ok += d_ok
+                    if isinstance(y, list):
+                        if len(x) != len(y):
+                            bad.append(f"{where} (length {len(x)} vs {len(y)})")
+                        else:
+                            for i in range(1, len(x)):
+                                r_bad, r_ok = self.diff(x[i], y[i], f"{where}[{i}]")
+                                ok += r_bad + r_ok
+                    continue
+                if (
+                    key in TOLERANT_KEYS
+                    and not self.strict
+                    and isinstance(x, int | float)
+                    and isinstance(y, int | float)
+                    and x != y
+                ):
+                    (ok if abs(x - y) <= self.tolerance else bad).append(where)
+                    continue
+                d_bad, d_ok = self.diff(x, y, where)
+                bad += d_bad
+                ok += d_ok
+            return bad, ok
+        if isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                return [f"{path} (length {len(a)} vs {len(b)})"], []
+            bad, ok = [], []
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                d_bad, d_ok = self.diff(x, y, f"{path}[{i}]")
+                bad += d_bad
+                ok += d_ok
+            return bad, ok
+        return ([] if a == b and type(a) is type(b) else [path]), []
+
+    def line(self, what: str, where: str, a: Any, b: Any) -> str:
+        return (
+            f"{what}: {where}: {self.names[0]}={short(pick(a, where))} "
+            f"{self.names[1]}={short(pick(b, where))}"
+        )
+
+    def check(self, what: str, a: Any, b: Any) -> bool:
+        """Record the differences between a and b; True when none is a problem."""
+        bad, ok = self.diff(a, b)
+        self.problems += [self.line(what, w, a, b) for w in bad]
+        self.allowed += [self.line(what, w, a, b) for w in ok]
+        return not bad
+
+
+def load_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def short(value: Any, width: int = 70) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def pick(value: Any, path: str) -> Any:
+    """The value at a path from :meth:`Comparison.diff` (for printing)."""
+    path = path.split(" (")[0]
+    for part in path.replace("]", "").replace("[", ".").split("."):
+        if not part:
+            continue
+        if isinstance(value, list):
+            value = value[int(part)] if int(part) < len(value) else "(absent)"
+        elif isinstance(value, dict):
+            value = value.get(part, "(absent)")
+    return value
+
+
+def box_text(box: dict[str, int] | None) -> str:
+    if not box:
+        return "-"
+    return f"{box['xmin']},{box['ymin']}-{box['xmax']},{box['ymax']}"
+
+
+def cell(read: dict[str, Any] | None) -> str:
+    """vin/success, confidence, box (or, with no VIN, the first missed line's box), misses."""
+    if read is None:
+        return f"{'(missing)':<24} {'':>6} {'':<24} {'':>6}"
+    vin = f"{read.get('vin') or '-'}/{str(read.get('success')).lower()}"
+    conf = read.get("confidence")
+    conf_text = f"{conf:.4f}" if isinstance(conf, int | float) else "-"
+    misses = read.get("misses") or []
+    box = box_text(read.get("box"))
+    if box == "-" and misses:
+        box = "miss " + box_text(misses[0].get("box"))
+    return f"{vin:<24} {conf_text:>6} {box:<24} {len(misses):>6}"
+
+
+def compare_reads(label: str, a_path: Path, b_path: Path, cmp: Comparison) -> None:
+    a = {r.get("input"): r for r in load_jsonl(a_path)}
+    b = {r.get("input"): r for r in load_jsonl(b_path)}
+    names = cmp.names
+    print(f"\nvin-agent read, {label}: {len(a)} results on {names[0]}, {len(b)} on {names[1]}")
+    head = f"{'vin/success':<24} {'conf':>6} {'box':<24} {'misses':>6}"
+    print(f"{'':<16} | {names[0]:<63} | {names[1]:<63} |")
+    print(f"{'input':<16} | {head} | {head} | same")
+    for name in dict.fromkeys([*a, *b]):
+        ra, rb = a.get(name), b.get(name)
+        if ra is None or rb is None:
+            cmp.problems.append(f"read {name}: missing on {names[0] if ra is None else names[1]}")
+            same = "NO"
+        else:
+            before = len(cmp.allowed)
+            same = (
+                "yes"
+                if cmp.check(
+                    f"read {name}",
+                    {k: v for k, v in ra.items() if k not in READ_IGNORED},
+                    {k: v for k, v in rb.items() if k not in READ_IGNORED},
+                )
+                else "NO"
+            )
+            if same == "yes" and len(cmp.allowed) > before:
+                same = "~"
+        print(f"{Path(str(name)).name:<16} | {cell(ra)} | {cell(rb)} | {same}")
+
+
+def strip_eval(report: Any) -> Any:
+    if isinstance(report, dict):
+        return {
+            k: strip_eval(v)
+            for k, v in report.items()
+            if not k.startswith("latency") and k != "dataset"
+        }
+    return report
+
+
+def compare_eval(a_path: Path, b_path: Path, cmp: Comparison) -> None:
+    a = json.loads(a_path.read_text(encoding="utf-8"))
+    b = json.loads(b_path.read_text(encoding="utf-8"))
+    print("\nvin-agent eval (latencies ignored):")
+    keys = ["n", "exact", "wrong", "no_read", "char_accuracy", "ece", "errors"]
+    print(f"{'':<10} " + " ".join(f"{k:>13}" for k in keys))
+    for name, rep in zip(cmp.names, (a, b), strict=True):
+        print(f"{name:<10} " + " ".join(f"{short(rep.get(k), 13):>13}" for k in keys))
+    print("same" if cmp.check("eval", strip_eval(a), strip_eval(b)) else "DIFFERENT")
+
+
+def events(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for msg in load_jsonl(path):
+        topic = str(msg.get("topic", ""))
+        if not topic.endswith("/events"):
+            continue  # status and stats lines carry clock times and host data
+        payload = {k: v for k, v in msg.get("payload", {}).items() if k not in RUN_IGNORED}
+        out.append({"topic": "/".join(topic.split("/")[2:]), **payload})
+    return out
+
+
+def event_cell(event: dict[str, Any]) -> str:
+    conf = event.get("confidence")
+    conf_text = f"{conf:.4f}" if isinstance(conf, int | float) else "-"
+    box = box_text(event.get("box"))
+    return f"{event.get('type', '-'):<6} {event.get('vin') or '-':<17} {conf_text:>6} {box:<19}"
+
+
+def compare_run(a_path: Path, b_path: Path, cmp: Comparison) -> None:
+    a, b = events(a_path), events(b_path)
+    names = cmp.names
+    print(f"\nvin-agent run on the clip: {len(a)} events on {names[0]}, {len(b)} on {names[1]}")
+    for i in range(max(len(a), len(b))):
+        ea = a[i] if i < len(a) else {}
+        eb = b[i] if i < len(b) else {}
+        print(f"  {names[0]}: {event_cell(ea)}  {names[1]}: {event_cell(eb)}")
+    # The sequence of published VINs must agree; the rest may (FFmpeg decodes
+    # the clip's frames to slightly different pixels on each platform).
+    cmp.check(
+        "run events",
+        [[e.get(k) for k in RUN_STRICT] for e in a],
+        [[e.get(k) for k in RUN_STRICT] for e in b],
+    )
+    if len(a) == len(b):
+        bad, ok = cmp.diff(a, b)
+        cmp.allowed += [
+            cmp.line("run events", w, a, b)
+            for w in bad + ok
+            if w.split(" (")[0].rsplit(".", 1)[-1] not in RUN_STRICT
+        ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--names", nargs=2, default=["a", "b"], metavar=("A", "B"))
+    parser.add_argument("--read", nargs=3, action="append", default=[], metavar=("LABEL", "A", "B"))
+    parser.add_argument("--eval", nargs=2, type=Path, metavar=("A", "B"))
+    parser.add_argument("--run", nargs=2, type=Path, metavar=("A", "B"))
+    parser.add_argument("--tolerance", type=float, default=0.01, help="for confidences")
+    parser.add_argument("--strict", action="store_true", help="every field exactly equal")
+    args = parser.parse_args(argv)
+    cmp = Comparison((args.names[0], args.names[1]), args.tolerance, args.strict)
+    try:
+        for label, a, b in args.read:
+            compare_reads(label, Path(a), Path(b), cmp)
+        if args.eval:
+            compare_eval(*args.eval, cmp)
+        if args.run:
+            compare_run(*args.run, cmp)
+    except (OSError, ValueError) as exc:
+        print(f"compare_reads: {exc}", file=sys.stderr)
+        return 2
+    if cmp.allowed:
+        print(
+            f"\n{len(cmp.allowed)} allowed difference(s) (confidences within {cmp.tolerance}, "
+            "runner-up candidates, the run's boxes and confidences): OpenCV's warpPerspective "
+            "and FFmpeg are not bit-exact across CPU architectures"
+        )
+        for line in cmp.allowed[:15]:
+            print(f"  {line}")
+        if len(cmp.allowed) > 15:
+            print(f"  ... and {len(cmp.allowed) - 15} more")
+    if cmp.problems:
+        print(f"\n{len(cmp.problems)} difference(s) between {args.names[0]} and {args.names[1]}:")
+        for line in cmp.problems:
+            print(f"  {line}")
+        return 1
+    print(f"\nno differences between {args.names[0]} and {args.names[1]} beyond those allowed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
