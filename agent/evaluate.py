@@ -104,14 +104,36 @@ def evaluate(reader: Reader, samples: list[Sample], progress: bool = True) -> di
         outcome[path] = (reads, 1000 * (time.perf_counter() - t0), error)
         if bar:
             bar.update(i + 1)
+    rows, negatives, false_reads = score_rows(samples, outcome)
+    report = summarize(rows)
+    report["images"] = len(files)
+    report["negatives"] = {"n": negatives, "false_reads": false_reads}
+    return report
+
+
+Outcome = dict[Path, tuple[list[tuple[str, float]], float, "str | None"]]
+
+
+def score_rows(samples: list[Sample], outcome: Outcome) -> tuple[list[dict[str, Any]], int, int]:
+    """Label rows against each image's published (vin, confidence) reads: the rows for
+    ``summarize``, the number of VIN-less images and of those with a (false) read."""
+    files = list(dict.fromkeys(s.file for s in samples))
     rows, false_reads, negatives = [], 0, 0
+    labelled: dict[Path, set[str]] = {}
+    for s in samples:
+        labelled.setdefault(s.file, set()).add(s.vin)
+    # Reads of VINs nobody labelled in that image; each can make one row wrong.  A read
+    # of another labelled VIN of the same image is that row's, never this row's error.
+    unmatched = {f: [r for r in outcome[f][0] if r[0] not in labelled[f]] for f in files}
     for s in samples:
         reads, latency, error = outcome[s.file]
         if not s.vin:
             negatives += 1
             false_reads += bool(reads)
             continue
-        match = [r for r in reads if r[0] == s.vin] or reads
+        match = [r for r in reads if r[0] == s.vin] or unmatched[s.file][:1]
+        if match and match[0][0] != s.vin:
+            unmatched[s.file].pop(0)
         pred: str | None = match[0][0] if match else None
         conf = match[0][1] if match else 0.0
         chars = sum(a == b for a, b in zip(pred or "", s.vin, strict=False)) / max(len(s.vin), 1)
@@ -126,10 +148,7 @@ def evaluate(reader: Reader, samples: list[Sample], progress: bool = True) -> di
                 "error": error,
             }
         )
-    report = summarize(rows)
-    report["images"] = len(files)
-    report["negatives"] = {"n": negatives, "false_reads": false_reads}
-    return report
+    return rows, negatives, false_reads
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from agent import vin
 from agent.fusion import VisitEvent
+from agent.vision.calibration import required_confidence
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,8 @@ def payload(
 ) -> dict[str, Any]:
     """The message for one visit event."""
     v = event.visit
-    success = v.published and v.vin is not None and v.confidence >= min_confidence
+    need = required_confidence(min_confidence, v.checksum_valid, v.source)
+    success = v.published and v.vin is not None and v.confidence >= need
     if event.type == "end" and v.published:
         success = True  # the visit was read; its end carries the final read
     out: dict[str, Any] = {

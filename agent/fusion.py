@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agent.reader import BARCODE_CONFIDENCE, FrameResult, LineRead
-from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE
+from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE, required_confidence
 from agent.vision.decoding import share_doubt
 from agent.vision.recognizer import Read
 
@@ -193,7 +193,8 @@ class VisitTracker:
         if visit.vin is None or visit.suppressed:
             return None
         if not visit.published:
-            if visit.confidence < self.min_confidence:
+            need = required_confidence(self.min_confidence, visit.checksum_valid, visit.source)
+            if visit.confidence < need:
                 return None
             last = self.recent.get(visit.vin)
             if last is not None and ts - last < self.dedupe_window:

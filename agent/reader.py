@@ -17,7 +17,7 @@ import numpy as np
 
 from agent import vin
 from agent.vision.barcodes import BarcodeRead, read_barcodes
-from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE
+from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE, required_confidence
 from agent.vision.decoding import share_doubt
 from agent.vision.detector import Detection, Detector
 from agent.vision.geometry import expand_quad, quad_box, rectify
@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 #: Lines shorter than this (pixels) are reported as too small, not read.
 MIN_LINE_HEIGHT_PX = 6.0
+#: Nats a crop may cost to be read as exactly 17 characters (``ctc.align``); above
+#: it the line is a miss ``not_17_characters`` instead of a read.
+MAX_FORCED_COST = 6.0
 #: Margins added around a detected line before rectifying, in line heights.
 PAD_ENDS = 0.5
 PAD_ABOVE_BELOW = 0.3
@@ -57,7 +60,7 @@ class Miss:
     """A VIN-like line that did not yield a publishable read, and why."""
 
     box: dict[str, int]
-    reason: str  # too_small | checksum_failed | below_threshold
+    reason: str  # too_small | not_17_characters | checksum_failed | below_threshold
     vin: str | None = None
     confidence: float = 0.0
     #: The weak read itself, so that several frames can still add up to a
@@ -111,7 +114,7 @@ class Reader:
             "recognizer": {"version": self.recognizer.version, "sha256": self.recognizer.sha256},
         }
 
-    def recognize(self, frame: np.ndarray, det: Detection) -> Read:
+    def recognize(self, frame: np.ndarray, det: Detection) -> tuple[Read, float]:
         """Read a detected line both ways round and keep the likelier reading.
 
         The detector's quads do not know which end the text starts at (a
@@ -119,13 +122,12 @@ class Reader:
         only the likelier orientation pays for the constrained decode.
         """
         crop = rectify(frame, pad_quad(det.quad))
-        upright = self.recognizer.probabilities(crop)
-        flipped = self.recognizer.probabilities(crop[::-1, ::-1])
-        score_up = float(np.log(upright.max(axis=1)).sum())
-        score_flip = float(np.log(flipped.max(axis=1)).sum())
-        return self.recognizer.read_probs(
-            flipped if score_flip > score_up else upright, self.policy
-        )
+        upright, cost_up = self.recognizer.aligned(crop)
+        flipped, cost_flip = self.recognizer.aligned(crop[::-1, ::-1])
+        score_up = float(np.log(np.maximum(upright.max(axis=1), 1e-12)).sum())
+        score_flip = float(np.log(np.maximum(flipped.max(axis=1), 1e-12)).sum())
+        probs, cost = (flipped, cost_flip) if score_flip > score_up else (upright, cost_up)
+        return self.recognizer.read_probs(probs, self.policy), cost
 
     def read_frame(self, frame: np.ndarray) -> FrameResult:
         h, w = frame.shape[:2]
@@ -141,7 +143,11 @@ class Reader:
             if det.height_px < MIN_LINE_HEIGHT_PX:
                 result.misses.append(Miss(det.box, "too_small"))
                 continue
-            read = self.recognize(frame, det)
+            read, forced = self.recognize(frame, det)
+            if forced > MAX_FORCED_COST:
+                # A line of 16 or 18 characters: any 17 read from it is invented.
+                result.misses.append(Miss(det.box, "not_17_characters", read.vin, read.confidence))
+                continue
             if read.decoded.checksum_required and not read.decoded.checksum_valid:
                 result.misses.append(Miss(det.box, "checksum_failed", read.vin, read.confidence))
                 continue
@@ -161,7 +167,7 @@ class Reader:
         t3 = time.perf_counter()
         reads = self._fuse(ocr_reads, codes, w, h)
         for r in reads:
-            if r.confidence >= self.min_confidence:
+            if r.confidence >= required_confidence(self.min_confidence, r.checksum_valid, r.source):
                 result.reads.append(r)
             else:
                 result.misses.append(Miss(r.box, "below_threshold", r.vin, r.confidence, r))

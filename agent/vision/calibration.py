@@ -22,6 +22,20 @@ from agent.vision.decoding import Decoded
 #: 0.8 publishes 56 % at 97.6 %, 0.95 publishes 46 % at 99.6 %.  A wrong VIN
 #: at a gate costs more than a miss, and fusion over frames lifts real reads.
 DEFAULT_MIN_CONFIDENCE = 0.8
+#: Reads that no check digit verifies (VINs outside North America and China
+#: under the ``auto`` policy, or any VIN with the policy ``off``) must be this sure:
+#: a misread, or a 17-character reading of some other label line, passes the
+#: check digit only 1 time in 11, but nothing else catches it when there is none.
+UNCHECKED_MIN_CONFIDENCE = 0.95
+
+
+def required_confidence(min_confidence: float, checksum_valid: bool, source: str) -> float:
+    """The publish threshold for one read: higher for OCR reads no check digit verifies
+    (a barcode carries its own error detection)."""
+    if checksum_valid or source != "ocr":
+        return min_confidence
+    return max(min_confidence, UNCHECKED_MIN_CONFIDENCE)
+
 
 #: Feature order of the shipped calibrator; training and inference share it.
 FEATURES = ("log_prob", "log_margin", "log_min_position_prob", "n_changed")

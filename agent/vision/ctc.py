@@ -102,11 +102,33 @@ def segments(frame_probs: np.ndarray, length: int = VIN_LENGTH) -> list[tuple[in
     return runs
 
 
-def slot_probabilities(frame_probs: np.ndarray, length: int = VIN_LENGTH) -> np.ndarray:
-    """(T, 34) column probabilities -> (17, 33) per-position probabilities."""
+def align(frame_probs: np.ndarray, length: int = VIN_LENGTH) -> tuple[np.ndarray, float]:
+    """(T, 34) column probabilities -> (17, 33) per-position probabilities, and the cost
+    in nats of forcing exactly ``length`` characters.
+
+    The cost sums, over the columns the split sends to the other side than the
+    model prefers (blank or character), how much likelier the preferred side
+    was.  A 17-character line costs nothing or almost nothing; a 16- or
+    18-character line (a distractor, a VIN with a character cut off) must
+    invent or swallow a whole confident character, and the decoder would
+    then happily find a 17-character string that passes the check digit.
+    Measured on 5,000 held-out generated VIN crops (recognizer 1.1.0): of
+    the reads published at 0.8, 2 of 3,758 correct ones cost more than 6.
+    """
     frame_probs = np.asarray(frame_probs, dtype=np.float64)
+    runs = segments(frame_probs, length)
     out = np.empty((length, N_CLASSES))
-    for i, (a, b) in enumerate(segments(frame_probs, length)):
+    is_char = np.zeros(len(frame_probs), bool)
+    for i, (a, b) in enumerate(runs):
         peak = a + int(frame_probs[a:b, BLANK].argmin())
         out[i] = frame_probs[peak, :BLANK]
-    return out
+        is_char[a:b] = True
+    p_blank = np.clip(frame_probs[:, BLANK], _FLOOR, 1 - _FLOOR)
+    lb, lc = np.log(p_blank), np.log1p(-p_blank)
+    cost = float(np.sum(np.maximum(lb, lc) - np.where(is_char, lc, lb)))
+    return out, cost
+
+
+def slot_probabilities(frame_probs: np.ndarray, length: int = VIN_LENGTH) -> np.ndarray:
+    """(T, 34) column probabilities -> (17, 33) per-position probabilities."""
+    return align(frame_probs, length)[0]

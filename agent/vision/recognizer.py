@@ -16,7 +16,7 @@ import numpy as np
 
 from agent.vin import ALPHABET, ChecksumPolicy
 from agent.vision.calibration import Calibrator
-from agent.vision.ctc import slot_probabilities
+from agent.vision.ctc import align
 from agent.vision.decoding import Decoded, decode
 from agent.vision.manifest import Manifest, ModelError
 from agent.vision.runtime import RuntimeConfig, TFLiteModel
@@ -93,9 +93,13 @@ class Recognizer:
 
     def probabilities(self, crop: np.ndarray) -> np.ndarray:
         """Per-position probabilities (17, 33) for one crop of any size."""
+        return self.aligned(crop)[0]
+
+    def aligned(self, crop: np.ndarray) -> tuple[np.ndarray, float]:
+        """Per-position probabilities and the cost of forcing 17 characters (``ctc.align``)."""
         x = preprocess(crop, self.height, self.width)[None, :, :, None]
         (logits,) = self.model.invoke(x.astype(self.model.input_dtype))
-        return slot_probabilities(softmax(logits.reshape(-1, len(ALPHABET) + 1)))
+        return align(softmax(logits.reshape(-1, len(ALPHABET) + 1)))
 
     def read(
         self, crop: np.ndarray, policy: ChecksumPolicy | str = ChecksumPolicy.AUTO, k: int = 5

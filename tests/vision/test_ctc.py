@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from agent.reader import MAX_FORCED_COST
 from agent.vin import ALPHABET
-from agent.vision.ctc import BLANK, AlignmentError, segments, slot_probabilities
+from agent.vision.calibration import UNCHECKED_MIN_CONFIDENCE, required_confidence
+from agent.vision.ctc import BLANK, AlignmentError, align, segments, slot_probabilities
 
 VIN = "1HGCM82633A004352"  # has repeated neighbours (33, 00) that need blanks between
 
@@ -51,3 +53,26 @@ def test_extra_text_in_the_crop_is_forced_into_17_slots() -> None:
 def test_too_few_columns_is_an_error() -> None:
     with pytest.raises(AlignmentError):
         slot_probabilities(np.full((10, BLANK + 1), 1 / (BLANK + 1)))
+
+
+def test_forcing_17_characters_out_of_16_or_18_is_costly() -> None:
+    """A 16- or 18-character line (a part number, a VIN-like distractor) must reveal itself:
+    forcing it into 17 slots costs whole confident characters, a real VIN costs nothing."""
+    # A trained model is near certain about the blanks between characters (p ~ 0.999):
+    # inventing or swallowing a character means overruling at least one such column.
+    _, cost = align(ctc_columns(VIN, p=0.999))
+    assert cost == pytest.approx(0.0, abs=1e-6)
+    _, cost16 = align(ctc_columns(VIN[:16], p=0.999))
+    _, cost18 = align(ctc_columns(VIN + "7", p=0.999))
+    assert min(cost16, cost18) > MAX_FORCED_COST
+    _, unsure = align(ctc_columns(VIN[:16], p=0.9))  # an unsure model pays less
+    assert unsure < min(cost16, cost18)
+
+
+def test_unchecked_reads_need_more_confidence() -> None:
+    """Nothing verifies an OCR read without a check digit, so its bar is higher; barcodes
+    and check-digit-verified reads keep the configured threshold."""
+    assert required_confidence(0.8, True, "ocr") == 0.8
+    assert required_confidence(0.8, False, "barcode") == 0.8
+    assert required_confidence(0.8, False, "ocr") == UNCHECKED_MIN_CONFIDENCE
+    assert required_confidence(0.99, False, "ocr") == 0.99
