@@ -118,8 +118,10 @@ def _events(path: Path) -> list[dict[str, Any]]:
             obj = json.loads(line)
         except ValueError:
             continue
-        if isinstance(obj, dict) and obj.get("type") in EVENT_TYPES and "event_id" in obj:
-            events.append(obj)
+        # The stdout sink writes {"topic": ..., "payload": {...}} lines.
+        msg = obj.get("payload", obj) if isinstance(obj, dict) else None
+        if isinstance(msg, dict) and msg.get("type") in EVENT_TYPES and "event_id" in msg:
+            events.append(msg)
     return events
 
 
@@ -212,7 +214,9 @@ def cold_start(clip: Path, models_dir: Path | None, repeat: int) -> dict[str, An
                         obj = json.loads(line)
                     except ValueError:
                         continue
-                    if isinstance(obj, dict) and obj.get("type") in EVENT_TYPES:
+                    # The stdout sink writes {"topic": ..., "payload": {...}} lines.
+                    msg = obj.get("payload", obj) if isinstance(obj, dict) else None
+                    if isinstance(msg, dict) and msg.get("type") in EVENT_TYPES:
                         first = 1000 * (time.perf_counter() - t0)
                         break
             finally:

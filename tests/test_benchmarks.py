@@ -50,3 +50,20 @@ def test_quick_benchmark_without_peers_writes_every_section(tmp_path: Path) -> N
     assert set(res["stages"]["stages"]) >= {"det_invoke", "rec_invoke", "barcode", "fusion"}
     assert all(r["exit_status"] == 0 for r in res["clip_memory"]["runs"])
     assert "stages:" in proc.stdout.decode()
+
+
+def test_events_are_read_from_the_stdout_sinks_envelope(tmp_path: Path) -> None:
+    """The stdout sink wraps each message as {"topic", "payload"}; counting top-level
+    "type" keys found no event at all and made the clip and cold-start figures empty."""
+    from benchmarks.process import _events
+
+    out = tmp_path / "run.jsonl"
+    event = {"type": "new", "event_id": "e1", "vin": "1HGCM82633A004352"}
+    status = {"camera": "cam0", "online": True}
+    out.write_text(
+        json.dumps({"topic": "vin/d/cam0/events", "payload": event})
+        + "\n"
+        + json.dumps({"topic": "vin/d/cam0/status", "payload": status})
+        + "\nnot json\n"
+    )
+    assert _events(out) == [event]
