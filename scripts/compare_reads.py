@@ -231,13 +231,25 @@ def compare_run(a_path: Path, b_path: Path, cmp: Comparison) -> None:
         ea = a[i] if i < len(a) else {}
         eb = b[i] if i < len(b) else {}
         print(f"  {names[0]}: {event_cell(ea)}  {names[1]}: {event_cell(eb)}")
-    # The sequence of published VINs must agree; the rest may (FFmpeg decodes
-    # the clip's frames to slightly different pixels on each platform).
+    # The published visits (success true) must agree exactly, in order. Miss visits
+    # (success false: a VIN-like line never read) differed in number on the same
+    # lossless frames (8 vs 11 events, 2026-12-01) and are not yet explained: they
+    # are listed as allowed differences, loudly, until they are (issue 9).
+    pub_a = [e for e in a if e.get("success")]
+    pub_b = [e for e in b if e.get("success")]
     cmp.check(
-        "run events",
-        [[e.get(k) for k in RUN_STRICT] for e in a],
-        [[e.get(k) for k in RUN_STRICT] for e in b],
+        "run published events",
+        [[e.get(k) for k in RUN_STRICT] for e in pub_a],
+        [[e.get(k) for k in RUN_STRICT] for e in pub_b],
     )
+    miss_a = [e.get("box") for e in a if not e.get("success")]
+    miss_b = [e.get("box") for e in b if not e.get("success")]
+    if cmp.strict:
+        cmp.check("run miss visits", miss_a, miss_b)
+    elif miss_a != miss_b:
+        cmp.allowed.append(
+            f"  run miss visits (UNEXPLAINED, issue 9): {names[0]}={miss_a} {names[1]}={miss_b}"
+        )
     if len(a) == len(b):
         bad, ok = cmp.diff(a, b)
         cmp.allowed += [

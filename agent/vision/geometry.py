@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -70,17 +71,46 @@ def rectify(image: np.ndarray, quad: np.ndarray, max_height: int = 96) -> np.nda
 
     Output height follows the line's own height (capped) so small VINs keep
     every pixel they have and large ones are not wastefully big.
+
+    Bit-exact on every architecture, unlike ``cv2.warpPerspective``, whose
+    crops differed between x86-64 and arm64 in the last bits and moved a few
+    reads across thresholds (scripts/arm64-check): the sampling map is built
+    in float64 with plain arithmetic (IEEE rounding, no fused multiply-add),
+    converted to OpenCV's fixed-point map, and sampled by ``cv2.remap``'s
+    integer bilinear path.
     """
-    quad = np.asarray(quad, np.float32)
-    w = float(max(np.linalg.norm(quad[1] - quad[0]), np.linalg.norm(quad[2] - quad[3])))
-    h = float(max(np.linalg.norm(quad[3] - quad[0]), np.linalg.norm(quad[2] - quad[1])))
+    q = [(float(x), float(y)) for x, y in np.asarray(quad, np.float64)]
+    w = max(_dist(q[0], q[1]), _dist(q[3], q[2]))
+    h = max(_dist(q[0], q[3]), _dist(q[1], q[2]))
     out_h = int(np.clip(round(h), 8, max_height))
     out_w = int(np.clip(round(w * out_h / max(h, 1.0)), 16, out_h * 40))
-    dst = np.array([[0, 0], [out_w - 1, 0], [out_w - 1, out_h - 1], [0, out_h - 1]], np.float32)
-    m = cv2.getPerspectiveTransform(quad, dst)
-    return cv2.warpPerspective(
-        image, m, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    a, b, c, d, e, f, g, hh = _square_to_quad(q)
+    u = (np.arange(out_w, dtype=np.float64) / (out_w - 1))[None, :]
+    v = (np.arange(out_h, dtype=np.float64) / (out_h - 1))[:, None]
+    den = g * u + hh * v + 1.0
+    map_x = ((a * u + b * v + c) / den).astype(np.float32)
+    map_y = ((d * u + e * v + f) / den).astype(np.float32)
+    fixed, frac = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
+    return cv2.remap(image, fixed, frac, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _dist(p: tuple[float, float], r: tuple[float, float]) -> float:
+    return math.sqrt((p[0] - r[0]) * (p[0] - r[0]) + (p[1] - r[1]) * (p[1] - r[1]))
+
+
+def _square_to_quad(q: list[tuple[float, float]]) -> tuple[float, ...]:
+    """Projective map of the unit square onto quad TL, TR, BR, BL (Heckbert, 1989):
+    x = (a u + b v + c) / (g u + h v + 1), y = (d u + e v + f) / (g u + h v + 1)."""
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = q
+    sx, sy = x0 - x1 + x2 - x3, y0 - y1 + y2 - y3
+    dx1, dx2, dy1, dy2 = x1 - x2, x3 - x2, y1 - y2, y3 - y2
+    den = dx1 * dy2 - dx2 * dy1
+    if den == 0.0:  # degenerate quad: fall back to the affine map
+        g = h = 0.0
+    else:
+        g = (sx * dy2 - dx2 * sy) / den
+        h = (dx1 * sy - sx * dy1) / den
+    return (x1 - x0 + g * x1, x3 - x0 + h * x3, x0, y1 - y0 + g * y1, y3 - y0 + h * y3, y0, g, h)
 
 
 def expand_quad(quad: np.ndarray, along: float, across: float) -> np.ndarray:
