@@ -141,13 +141,8 @@ def looks_like_base64(text: str) -> bool:
     return len(text) >= 64 and bool(_B64_CHARS.match(text[:4096]))
 
 
-def load_remote(spec: str, policy: UrlPolicy | None = None) -> LoadedImage:
-    """Load an image sent by someone else: http(s) URL, data URI or base64, never a path.
-
-    The ``/v1/vinocr`` endpoint uses this: a server must not read its own files
-    because a request named one.
-    """
-    spec = spec.strip()
+def _load_uri(spec: str, policy: UrlPolicy | None) -> LoadedImage | None:
+    """A data URI or an http(s) URL loaded; any other ``scheme://`` refused; else None."""
     if spec[:5].lower() == "data:":
         return decode_image(decode_base64(spec, "data URI"), "data URI")
     if spec.lower().startswith(("http://", "https://")):
@@ -155,8 +150,22 @@ def load_remote(spec: str, policy: UrlPolicy | None = None) -> LoadedImage:
     scheme = _SCHEME.match(spec)
     if scheme:
         raise ImageInputError(
-            f"unsupported URL scheme {scheme.group(1)!r}; send an http(s) URL, a data URI or base64"
+            f"{spec[:80]}: unsupported URL scheme {scheme.group(1)!r}; only http and https"
+            " URLs are fetched (or send a data URI or base64)"
         )
+    return None
+
+
+def load_remote(spec: str, policy: UrlPolicy | None = None) -> LoadedImage:
+    """Load an image sent by someone else: http(s) URL, data URI or base64, never a path.
+
+    The ``/v1/vinocr`` endpoint uses this: a server must not read its own files
+    because a request named one.
+    """
+    spec = spec.strip()
+    loaded = _load_uri(spec, policy)
+    if loaded is not None:
+        return loaded
     if not spec:
         raise ImageInputError("image_url is empty; send an http(s) URL, a data URI or base64")
     return decode_image(decode_base64(spec), "base64 input")
@@ -208,15 +217,9 @@ def load(spec: str, stdin: bytes | None = None, policy: UrlPolicy | None = None)
         raise ImageInputError(
             "empty input: give an image path, an http(s) URL, base64, a data URI or '-'"
         )
-    if spec[:5].lower() == "data:":
-        return decode_image(decode_base64(spec, "data URI"), "data URI")
-    if spec.lower().startswith(("http://", "https://")):
-        return decode_image(fetch_url(spec, policy=policy), spec)
-    scheme = _SCHEME.match(spec)
-    if scheme:
-        raise ImageInputError(
-            f"{spec}: unsupported URL scheme {scheme.group(1)!r}; only http and https are fetched"
-        )
+    loaded = _load_uri(spec, policy)
+    if loaded is not None:
+        return loaded
     path = Path(spec)
     try:
         # Longer than PATH_MAX: base64, not a path (and stat would only fail, slowly).
