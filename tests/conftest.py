@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +24,31 @@ def cli() -> list[str]:
     if not Path(exe).exists():
         pytest.fail("vin-agent is not installed: run `pip install -e .[dev]` first")
     return [exe]
+
+
+def agent_env() -> dict[str, str]:
+    """This environment without VIN_AGENT_* settings: a developer's own must not reach the
+    daemons the tests start."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("VIN_AGENT_")}
+
+
+def start_daemon(
+    cli: list[str], config: Path, state_dir: Path
+) -> tuple[subprocess.Popen[str], list[str], threading.Thread]:
+    """`vin-agent run --config` in the background; its stderr is read continuously into
+    the returned list (by the returned thread: join it once the daemon has exited) so the
+    daemon never blocks on a full pipe."""
+    proc = subprocess.Popen(
+        [*cli, "run", "--config", str(config), "--state-dir", str(state_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=agent_env(),
+    )
+    lines: list[str] = []
+    drain = threading.Thread(target=lambda: lines.extend(proc.stderr or []), daemon=True)
+    drain.start()
+    return proc, lines, drain
 
 
 def run_cli(cli: list[str], *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:

@@ -4,7 +4,6 @@ restarting, and the agent killed at random moments. Real Mosquitto, real process
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import resource
@@ -18,8 +17,9 @@ import pytest
 
 from agent.publish.mqtt import MqttConfig, MqttPublisher
 from agent.publish.outbox import Outbox
+from tests.barcode_frames import make_vin, write_frames
+from tests.conftest import agent_env
 from tests.mqtt_broker import HOST, Collector, MosquittoBroker, event_ids, wait_until
-from tests.test_fleet import make_vin, write_frames
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +106,7 @@ def test_agent_killed_at_random_moments_never_loses_a_queued_event(
     url = f"mqtt://{broker.host}:{broker.port}"
     broker.stop()
     rng = random.Random(11)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIN_AGENT_")}
+    env = agent_env()
     base = [*cli, "run", "--device-id", "gate", "--state-dir", str(tmp_path / "state")]
     base += ["--mqtt-url", url]
     queued: dict[str, str] = {}

@@ -9,7 +9,6 @@ is about delivery across a fleet, not about reading.
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import time
@@ -17,14 +16,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import pytest
 
-from agent.vin import ALPHABET, check_digit
+from tests.conftest import agent_env
 from tests.mqtt_broker import HOST, Collector, MosquittoBroker
 
-zxingcpp = pytest.importorskip("zxingcpp")
+pytest.importorskip("zxingcpp")
+
+from tests.barcode_frames import make_vin, write_frames
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,29 +31,6 @@ AGENTS = 5
 VEHICLES = 4  # per agent, each seen in two consecutive frames
 CONSUMERS = 3
 SHARED = "$share/backend/vin/+/+/events"
-
-
-def make_vin(rng: random.Random) -> str:
-    body = rng.choice(["1HG", "1FT", "2T1", "3VW", "5YJ", "WVW", "JHM"])
-    body += "".join(rng.choice(ALPHABET) for _ in range(5)) + "0"
-    body += rng.choice("ABCDEFGHJKLMNPRSTVWXY123456789") + rng.choice(ALPHABET)
-    body += "".join(rng.choice("0123456789") for _ in range(6))
-    return body[:8] + check_digit(body) + body[9:]
-
-
-def write_frames(directory: Path, vins: list[str]) -> None:
-    directory.mkdir(parents=True)
-    n = 0
-    for vin in vins:
-        code = zxingcpp.create_barcode(vin, zxingcpp.BarcodeFormat.Code39)
-        bars = np.asarray(zxingcpp.write_barcode_to_image(code, scale=2))
-        for _ in range(2):
-            page = np.full((480, 640), 225, np.uint8)
-            h, w = bars.shape
-            y, x = 160, (640 - w) // 2
-            page[y : y + h, x : x + w] = bars
-            cv2.imwrite(str(directory / f"{n:04d}.jpg"), page)
-            n += 1
 
 
 def test_a_fleet_delivers_every_event_to_a_consumer_group(
@@ -76,7 +52,7 @@ def test_a_fleet_delivers_every_event_to_a_consumer_group(
     consumers = [
         Collector(HOST, broker.port, SHARED, client_id=f"backend-{i}") for i in range(CONSUMERS)
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIN_AGENT_")}
+    env = agent_env()
     t0 = time.monotonic()
     procs = []
     for a in range(AGENTS):

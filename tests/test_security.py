@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
+from tests.barcode_frames import make_vin, write_frames
+from tests.conftest import agent_env
 from tests.mqtt_broker import HOST, Collector, MosquittoBroker
-from tests.test_fleet import make_vin, write_frames
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,7 @@ def _config(tmp_path: Path, broker: MosquittoBroker, frames: Path, extra: str = 
 
 
 def _start(cli: list[str], cfg: Path, tmp_path: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIN_AGENT_")}
+    env = agent_env()
     args = [*cli, "--log-level", "DEBUG", "run", "--config", str(cfg)]
     args += ["--state-dir", str(tmp_path / "state")]
     return subprocess.Popen(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from agent.service import EXIT_CONFIG
-from tests.conftest import REPO
+from tests.conftest import REPO, agent_env
 from tests.mqtt_broker import Collector, MosquittoBroker
 
 pytestmark = pytest.mark.integration
@@ -29,7 +28,7 @@ EVENT_KEYS = {"success", "vin", "box", "confidence", "candidates", "message", "t
 def _run(cli: list[str], tmp_path: Path, *extra: str, **kw: Any) -> subprocess.Popen[str]:
     args = [*cli, "--log-format", "json", "run", "--device-id", "test-gate"]
     args += ["--state-dir", str(tmp_path / "state"), *extra]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIN_AGENT_")}
+    env = agent_env()
     return subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw
     )

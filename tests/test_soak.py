@@ -24,8 +24,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, start_daemon
 from tests.mqtt_broker import Collector, MosquittoBroker
 from tests.sources.test_stream_faults import MjpegServer
 
@@ -105,18 +103,7 @@ def test_soak_memory_and_throughput_stay_flat(
         f'[[cameras]]\nname = "gate"\n[cameras.source]\ntype = "opencv"\n'
         f'url = "{server.url("clip")}"\n'
     )
-    # VIN_AGENT_SOAK_S is this test's, not a setting: the daemon would refuse it.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIN_AGENT_")}
-    proc = subprocess.Popen(
-        [*cli, "run", "--config", str(cfg), "--state-dir", str(tmp_path / "state")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    err_lines: list[str] = []
-    drain = threading.Thread(target=lambda: err_lines.extend(proc.stderr or []), daemon=True)
-    drain.start()
+    proc, err_lines, drain = start_daemon(cli, cfg, tmp_path / "state")
 
     def stats() -> list[dict]:
         return [json.loads(m.payload) for m in sub.messages if m.topic == "vin/soak/stats"]

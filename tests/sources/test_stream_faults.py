@@ -34,7 +34,7 @@ from agent.sources import capture
 from agent.sources.base import SourceError
 from agent.sources.capture import Capture
 from agent.sources.opencv import OpenCVConfig, OpenCVSource
-from tests.conftest import REPO
+from tests.conftest import REPO, start_daemon
 from tests.mqtt_broker import Collector, Messages, MosquittoBroker
 
 pytestmark = pytest.mark.integration
@@ -315,18 +315,7 @@ def test_daemon_rides_out_a_dropping_stalling_garbage_stream(
         + cam.format(name="flaky", url=mjpeg.url("flaky"))
         + cam.format(name="healthy", url=mjpeg.url("healthy"))
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIN_AGENT_")}
-    proc = subprocess.Popen(
-        [*cli, "run", "--config", str(cfg), "--state-dir", str(tmp_path / "state")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    # Read stderr continuously so the daemon never blocks on a full pipe.
-    err_lines: list[str] = []
-    drain = threading.Thread(target=lambda: err_lines.extend(proc.stderr or []), daemon=True)
-    drain.start()
+    proc, err_lines, drain = start_daemon(cli, cfg, tmp_path / "state")
     timeline: list[str] = []
     t_start = time.monotonic()
 
