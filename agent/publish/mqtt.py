@@ -84,6 +84,7 @@ class MqttPublisher:
         self._stopping = False
         self._count = {"connects": 0, "sent": 0, "acked": 0, "failed": 0, "dropped_offline": 0}
         self._statuses: dict[str, bytes] = {}
+        self._sent_status: dict[str, bytes] = {}  # worker thread only
         self._worker: threading.Thread | None = None
         # Worker-only state.
         self._delivery = Delivery(outbox)
@@ -374,12 +375,15 @@ class MqttPublisher:
         with self._lock:
             cameras = list(self._statuses)
         for camera in cameras:
-            self._publish_status(self.topics.status(camera), camera)
+            self._publish_status(self.topics.status(camera), camera, force=True)
 
-    def _publish_status(self, topic: str, camera: str) -> None:
+    def _publish_status(self, topic: str, camera: str, force: bool = False) -> None:
         with self._lock:
             data = self._statuses[camera]
-        self._client.publish(topic, data, qos=1, retain=True, properties=self._json_props)
+        # A change queued before a connect was already sent by _announce: not twice.
+        if force or self._sent_status.get(camera) != data:
+            self._client.publish(topic, data, qos=1, retain=True, properties=self._json_props)
+            self._sent_status[camera] = data
 
     def _pump(self) -> None:
         """Hand the oldest unsent outbox rows to paho, up to the window."""

@@ -103,6 +103,29 @@ def test_available_online_then_offline_retained(broker: MosquittoBroker, stack: 
     assert (msgs[0].payload, msgs[0].retain) == (b"offline", True)
 
 
+def test_status_set_before_connecting_is_sent_once(broker: MosquittoBroker, stack: Any) -> None:
+    """A camera state queued before the connect goes out with the announcement, not again.
+
+    Then each change is sent once, and a repeat of the same state not at all.  (A
+    flip and its undo within one worker turn collapse to the latest state: this
+    topic is retained state, not a log; the stats and logs count reconnects.)
+    """
+    sub = stack("collector", broker.host, broker.port, "vin/dev/+/status")
+    pub = stack("publisher", host=broker.host, port=broker.port)
+    pub.publish_status("gate-once", True)  # before start: queued for the worker
+    pub.start()
+    assert wait_until(lambda: pub.connected)
+    sub.wait_for(lambda m: len(m) >= 1)
+    pub.publish_status("gate-once", False)
+    sub.wait_for(lambda m: len(m) >= 2)
+    pub.publish_status("gate-once", False)
+    pub.publish_status("gate-once", True)
+    sub.wait_for(lambda m: len(m) >= 3)
+    time.sleep(0.5)  # a duplicate would arrive by now
+    states = [json.loads(m.payload)["online"] for m in sub.messages]
+    assert states == [True, False, True]
+
+
 def test_stop_flushes_what_it_can(broker: MosquittoBroker, stack: Any) -> None:
     """Events published just before shutdown are delivered by stop(), not left behind."""
     sub = stack("collector", broker.host, broker.port)
