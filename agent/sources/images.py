@@ -1,9 +1,10 @@
 """Replay a directory or glob of images in name order; optionally watch for new ones.
 
 ``watch = true`` suits cameras that drop JPEGs by FTP: files are picked up
-as they arrive, once they have stopped changing.  A file that cannot be
-decoded is skipped with a warning naming it; when watching, it is tried
-again if it changes later (an upload that paused for longer than
+as they arrive, once they have stopped changing, and read again whenever
+they change (cameras that overwrite one ``snapshot.jpg``).  A file that
+cannot be decoded is skipped with a warning naming it; when watching, a
+later change retries it too (an upload that paused for longer than
 ``settle_s`` is read once it is complete, not lost).
 """
 
@@ -50,13 +51,14 @@ class ImagesSource(Source):
     def __init__(self, config: ImagesConfig) -> None:
         self.config = config
         self.finite = not config.watch
-        self.seen: set[str] = set()
+        # name -> (size, mtime) when it was taken: a watched file that changes after that
+        # is read again (a camera that overwrites snapshot.jpg, an upload that paused
+        # longer than settle_s and failed to decode).
+        self.seen: dict[str, tuple[int, int]] = {}
         self.queue: list[str] = []
         self.index = 0
         # name -> ((size, mtime), when that was first seen): a file is read once it settles
         self._sizes: dict[str, tuple[tuple[int, int], float]] = {}
-        # name -> (size, mtime) of files that failed to decode, to retry them if they change
-        self._failed: dict[str, tuple[int, int]] = {}
         self._closed = False
 
     def describe(self) -> str:
@@ -70,7 +72,7 @@ class ImagesSource(Source):
         names = sorted(f for f in glob.glob(self._pattern()) if f.lower().endswith(EXTENSIONS))
         ready, now = [], time.monotonic()
         for f in names:
-            if f in self.seen and f not in self._failed:
+            if f in self.seen and not self.config.watch:
                 continue
             try:
                 st = os.stat(f)
@@ -78,17 +80,14 @@ class ImagesSource(Source):
                 continue
             sig = (st.st_size, st.st_mtime_ns)
             if f in self.seen:
-                if self._failed[f] == sig:
+                if self.seen[f] == sig:
                     continue
-                # It failed to decode and has changed since: most likely an upload
-                # that paused longer than settle_s, now complete.  Read it again.
-                logger.info("%s changed since it could not be read; trying it again", f)
-                self.seen.discard(f)
-                del self._failed[f]
+                if f not in self._sizes:
+                    logger.info("%s changed since it was read; reading it again", f)
             if not stat.S_ISREG(st.st_mode):
                 # A directory, FIFO or device named like an image: reading a FIFO would block.
                 logger.warning("skipping %s: not a regular file", f)
-                self.seen.add(f)
+                self.seen[f] = sig
                 continue
             if not self.config.watch:
                 ready.append(f)
@@ -116,21 +115,21 @@ class ImagesSource(Source):
         while True:
             while self.queue:
                 name = self.queue.pop(0)
-                self.seen.add(name)
                 self._sizes.pop(name, None)
                 try:
                     # Taken before reading: a change during or after the read means a retry.
                     st = os.stat(name)
                 except OSError as exc:  # gone since the scan
                     logger.warning("skipping %s: %s", name, exc.strerror or exc)
+                    self.seen[name] = (-1, -1)
                     continue
+                self.seen[name] = (st.st_size, st.st_mtime_ns)
                 try:
                     image = imageio.load_file(name).image
                 except imageio.ImageInputError as exc:
-                    # One bad file must not stop a replay or a watched drop folder.
+                    # One bad file must not stop a replay or a watched drop folder;
+                    # when watching, it is read again if it changes.
                     logger.warning("skipping %s", exc)
-                    if self.config.watch:
-                        self._failed[name] = (st.st_size, st.st_mtime_ns)
                     continue
                 if self.config.interval_s:
                     time.sleep(self.config.interval_s)

@@ -78,6 +78,29 @@ def test_images_watch_picks_up_new_files_once_complete(tmp_path: Path) -> None:
     assert got == ["frame_000.jpg", "frame_001.jpg"]
 
 
+def test_images_watch_reads_an_overwritten_file_again(tmp_path: Path) -> None:
+    """Some cameras FTP every snapshot to the same name: each new version is a new frame."""
+    src = ImagesSource(
+        ImagesConfig(type="images", path=str(tmp_path), watch=True, poll_s=0.05, settle_s=0.1)
+    )
+    src.open()
+    got: list[int] = []
+    t = threading.Thread(
+        target=lambda: got.extend(int(f.image[0, 0, 0]) for f in iter(src.read, None))
+    )
+    t.start()
+    snapshot = tmp_path / "snapshot.png"  # lossless, so the pixel value identifies the version
+    deadline = time.monotonic() + 10
+    for value in (40, 120, 200):
+        cv2.imwrite(str(snapshot), np.full((48, 64, 3), value, np.uint8))
+        while value not in got and time.monotonic() < deadline:
+            time.sleep(0.05)
+    time.sleep(0.3)  # an unchanged file is not read again
+    src.close()
+    t.join(2)
+    assert got == [40, 120, 200]
+
+
 def test_video_file_all_frames_with_media_time(tmp_path: Path) -> None:
     """realtime=false processes every frame; timestamps follow the video's own clock."""
     video = tmp_path / "clip.avi"
