@@ -106,12 +106,23 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "data ready in %.0f s: %d train, %d calib scenes", t_data, args.n_train, args.n_calib
     )
 
-    model = build_model(INPUT_HEIGHT, INPUT_WIDTH, width_mult=args.width_mult)
+    model = build_model(
+        INPUT_HEIGHT, INPUT_WIDTH, width_mult=args.width_mult, deep_mult=args.deep_mult
+    )
+    if args.init_from:
+        model.load_weights(args.init_from)
+        logger.info("initialised from %s", args.init_from)
     steps = max(1, args.n_train // args.batch)
     model.compile(optimizer=tf.keras.optimizers.AdamW(args.lr, weight_decay=1e-4), loss=make_loss())
     nv = min(64, len(cal["x"]))
     val_x = cal["x"][:nv, ..., None].astype(np.float32)
     val_y = np.stack([cal["y"][:nv], cal["w"][:nv] / data.WEIGHT_UNIT], -1).astype(np.float32)
+
+    def save(epoch: int, m: Any) -> None:
+        # Each epoch: a stopped run still leaves weights to chain from or to diagnose.
+        if args.save_weights:
+            m.save_weights(args.save_weights)
+
     budget = t0 + 60 * (args.time_budget_min - args.eval_reserve_min) - time.time()
     hist = loop.train(
         model,
@@ -122,7 +133,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         budget,
         val=(val_x, val_y),
         log_every=0 if args.tiny else 100,
+        on_epoch=save,
     )
+    if args.save_weights:
+        save(int(hist.steps // steps), model)
     t_train, done = hist.time_s, hist.steps
     epochs_done = done / steps
     fps = done * args.batch / max(t_train, 1e-9)
@@ -149,6 +163,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "batch": args.batch,
         "lr": args.lr,
         "width_mult": args.width_mult,
+        "deep_mult": args.deep_mult,
+        "init_from": str(args.init_from) if args.init_from else None,
         "loss": "masked BCE + batch soft dice",
         "generator_version": GENERATOR_VERSION,
         "data_time_s": round(t_data, 1),
@@ -213,6 +229,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--width-mult", type=float, default=1.0)
+    p.add_argument(
+        "--deep-mult", type=float, default=1.0, help="extra width at 1/16 and 1/32 resolution"
+    )
+    p.add_argument("--init-from", type=Path, help="start from these Keras weights (.weights.h5)")
+    p.add_argument(
+        "--save-weights", type=Path, help="also save the Keras weights here (.weights.h5)"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=2, help="scene generation processes")
     p.add_argument(

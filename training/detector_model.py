@@ -17,12 +17,14 @@ def _act(x: Any, norm: bool) -> Any:
     return keras.layers.ReLU()(x)
 
 
-def _sep(x: Any, channels: int, stride: int = 1, dilation: int = 1, norm: bool = True) -> Any:
+def _sep(
+    x: Any, channels: int, stride: int = 1, dilation: int = 1, norm: bool = True, kernel: int = 3
+) -> Any:
     from tensorflow import keras
 
     layers = keras.layers
     x = layers.DepthwiseConv2D(
-        3, strides=stride, dilation_rate=dilation, padding="same", use_bias=not norm
+        kernel, strides=stride, dilation_rate=dilation, padding="same", use_bias=not norm
     )(x)
     x = _act(x, norm)
     x = layers.Conv2D(channels, 1, use_bias=not norm)(x)
@@ -30,7 +32,11 @@ def _sep(x: Any, channels: int, stride: int = 1, dilation: int = 1, norm: bool =
 
 
 def build_model(
-    height: int = 384, width: int = 640, width_mult: float = 1.0, norm_from: int = 32
+    height: int = 384,
+    width: int = 640,
+    width_mult: float = 1.0,
+    norm_from: int = 32,
+    deep_mult: float = 1.0,
 ) -> Any:
     """Input (H, W, 1) raw gray pixels; output (H/4, W/4, 1) logits.
 
@@ -58,6 +64,10 @@ def build_model(
     def c(n: int) -> int:
         return max(8, int(n * width_mult))
 
+    def d(n: int) -> int:
+        # Width at 1/16 and 1/32, where positions are few and channels cheap.
+        return max(8, int(n * width_mult * deep_mult))
+
     def n(stride: int) -> bool:
         return stride >= norm_from
 
@@ -68,12 +78,18 @@ def build_model(
     s4 = _sep(x, c(16), norm=n(4))
     x = _sep(s4, c(32), stride=2, norm=n(8))  # 1/8
     s8 = _sep(x, c(32), norm=n(8))
-    x = _sep(s8, c(64), stride=2, norm=n(16))  # 1/16
-    x = _sep(x, c(64), dilation=2, norm=n(16))
-    s16 = _sep(x, c(64), norm=n(16))
-    x = _sep(s16, c(96), stride=2, norm=n(32))  # 1/32
-    x = _sep(x, c(96), dilation=2, norm=n(32))
-    x = _sep(x, c(96), norm=n(32))
+    x = _sep(s8, d(64), stride=2, norm=n(16))  # 1/16
+    # Wide kernels, not dilation: the converter lowers a dilated depthwise
+    # convolution to SpaceToBatch + a batch-4 depthwise + BatchToSpace, and
+    # tflite-runtime 2.14 computes that batched depthwise 1 LSB differently
+    # from ai-edge-litert (measured, issue 9); a 5x5 kernel sees as far.
+    x = _sep(x, d(64), kernel=5, norm=n(16))
+    s16 = _sep(x, d(64), norm=n(16))
+    x = _sep(s16, d(96), stride=2, norm=n(32))  # 1/32
+    x = _sep(x, d(96), kernel=5, norm=n(32))
+    if deep_mult > 1:
+        x = _sep(x, d(96), kernel=7, norm=n(32))
+    x = _sep(x, d(96), norm=n(32))
 
     def up_merge(x: Any, skip: Any, channels: int, stride: int) -> Any:
         x = layers.Conv2D(channels, 1, use_bias=False)(x)

@@ -35,6 +35,32 @@ def to_int8_tflite(model: Any, representative: np.ndarray, output_int8: bool = T
     return bytes(conv.convert())
 
 
+def dense_as_conv1x1(model: Any) -> Any:
+    """The same chain model with each Dense over a sequence replaced by a 1x1 Conv1D.
+
+    The float function is identical (same weights, kernel reshaped), but the
+    converter lowers a Dense on a 3-D tensor to Reshape + MatMul + a separate
+    bias Add, quantising the bias-free product on its own wide int8 scale;
+    a 1x1 convolution keeps bias and activation fused into one op.
+    Measured on the 1.1.0 recognizer: +0.6 points int8 exact.  Only for
+    models that are a single chain of layers (the recognizer).
+    """
+    from tensorflow import keras
+
+    t = model.input
+    for layer in model.layers[1:]:
+        if isinstance(layer, keras.layers.Dense) and len(layer.input.shape) == 3:
+            kernel, bias = layer.get_weights()
+            conv = keras.layers.Conv1D(
+                kernel.shape[1], 1, activation=layer.activation, name=layer.name + "_1x1"
+            )
+            t = conv(t)
+            conv.set_weights([kernel[None], bias])
+        else:
+            t = layer(t)
+    return keras.Model(model.input, t, name=model.name)
+
+
 def tflite_runner(content: bytes, threads: int = 2) -> Callable[[np.ndarray], np.ndarray]:
     """A function running the exported model on uint8 batches, one sample at a time."""
     from ai_edge_litert.interpreter import Interpreter

@@ -30,7 +30,7 @@ from agent.vision.decoding import decode
 from agent.vision.recognizer import INPUT_HEIGHT, INPUT_WIDTH, preprocess, softmax
 from training import loop
 from training.calibrate import fit_calibrator
-from training.export import tflite_runner, to_int8_tflite, write_model
+from training.export import dense_as_conv1x1, tflite_runner, to_int8_tflite, write_model
 from training.loop import jitter_lut
 
 logger = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     rep = x_train[
         np.random.default_rng(args.seed).choice(len(x_train), min(300, len(x_train)), replace=False)
     ][..., None]
-    content = to_int8_tflite(model, rep)
+    content = to_int8_tflite(dense_as_conv1x1(model), rep)
     run = tflite_runner(content, threads=args.threads)
     cal_eval = evaluate_logits(run(x_cal[..., None]), labels_to_text(y_cal))
     calibrator, cal_fit = fit_calibrator(cal_eval["decoded"], labels_to_text(y_cal))
