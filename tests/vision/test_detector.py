@@ -1,0 +1,94 @@
+"""The detector's whole-frame and tiled passes, on the shipped model and real sample frames."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from agent.vision.detector import Detector, _cut_by_tile, _duplicate
+from agent.vision.manifest import load_manifest
+from tests.conftest import REPO
+
+SCENES = REPO / "samples" / "scenes"
+
+
+def _box(x0: int, y0: int, x1: int, y1: int) -> dict[str, int]:
+    return {"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1}
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    return Detector(load_manifest(REPO / "models"))
+
+
+def _counting(detector: Detector, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count invocations of the real model (it still runs)."""
+    calls: list[int] = []
+    invoke = detector.model.invoke
+
+    def counted(x: np.ndarray) -> Any:
+        calls.append(1)
+        return invoke(x)
+
+    monkeypatch.setattr(detector.model, "invoke", counted)
+    return calls
+
+
+def test_duplicates_are_judged_by_iou_or_containment() -> None:
+    line = _box(100, 100, 400, 130)
+    assert _duplicate(line, _box(110, 102, 410, 132))  # the same line, outlined again
+    assert _duplicate(line, _box(150, 105, 300, 125))  # most of the smaller one inside
+    assert not _duplicate(line, _box(100, 140, 400, 170))  # the next label line
+    assert not _duplicate(line, _box(390, 100, 700, 130))  # touching end to end
+
+
+def test_a_line_on_an_inner_tile_edge_is_cut_but_not_on_the_frame_edge() -> None:
+    # A tile at (0, 0), 1000x600 of a 1800x1000 frame: its right and bottom edges are inner.
+    assert _cut_by_tile(_box(900, 100, 999, 130), 0, 0, 1000, 600, 1800, 1000)
+    assert _cut_by_tile(_box(100, 580, 300, 599), 0, 0, 1000, 600, 1800, 1000)
+    assert not _cut_by_tile(_box(0, 100, 300, 130), 0, 0, 1000, 600, 1800, 1000)
+    assert not _cut_by_tile(_box(100, 100, 300, 130), 0, 0, 1000, 600, 1800, 1000)
+
+
+def test_large_frames_are_also_searched_in_tiles(
+    detector: Detector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1920x1080 frame gets four tile passes besides the whole frame; tiles only add.
+
+    The sample scene is pasted small into a large frame, as a distant label
+    would be; every whole-frame detection is kept, and what tiles add does
+    not repeat a line already found.
+    """
+    scene = cv2.imread(str(SCENES / "scene_0000.jpg"), cv2.IMREAD_GRAYSCALE)
+    assert scene is not None
+    big = np.full((1080, 1920), 128, np.uint8)
+    small = cv2.resize(scene, (scene.shape[1] // 2, scene.shape[0] // 2), cv2.INTER_AREA)
+    y0, x0 = 1080 - small.shape[0] - 20, 1920 - small.shape[1] - 40
+    big[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+    calls = _counting(detector, monkeypatch)
+    whole = detector.detect(big, tiles=False)
+    assert len(calls) == 1
+    tiled = detector.detect(big)
+    assert len(calls) == 1 + 5
+    keys = {tuple(d.box.values()) for d in tiled}
+    assert all(tuple(d.box.values()) in keys for d in whole)
+    added = [d for d in tiled if all(d.box != w.box for w in whole)]
+    for d in added:
+        assert not any(_duplicate(d.box, o.box) for o in tiled if o is not d)
+    assert [d.score for d in tiled] == sorted((d.score for d in tiled), reverse=True)
+
+
+def test_frames_near_the_input_size_are_not_tiled(
+    detector: Detector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = cv2.imread(str(SCENES / "scene_0000.jpg"), cv2.IMREAD_GRAYSCALE)
+    assert frame is not None
+    frame = cv2.resize(frame, (900, 540))  # 1.4x the 640x384 input: one pass
+    calls = _counting(detector, monkeypatch)
+    assert [d.box for d in detector.detect(frame)] == [
+        d.box for d in detector.detect(frame, tiles=False)
+    ]
+    assert len(calls) == 2
