@@ -7,12 +7,15 @@ default would break the common case.  A device that exposes ``read`` or
 ``/v1/vinocr`` to other people turns URL fetching into a way to probe its own
 network (SSRF); there ``allow_private_urls = false`` refuses them, for the
 first URL and for every redirect.  The check resolves the host and refuses if
-any of its addresses is not global; a DNS answer that changes between the check
-and the connection (rebinding) is not covered.
+any of its addresses is not global, and the address actually connected to is
+checked again before a byte is sent, so a DNS answer that changes between the
+two (rebinding) is refused too.  (Through an HTTP proxy, the proxy is what is
+connected to: with the rule on, a proxy on a private address is refused.)
 """
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import logging
 import socket
@@ -42,6 +45,13 @@ class UrlPolicy:
     max_redirects: int = 3
 
 
+def _refuse(url: str, host: str, address: object) -> FetchError:
+    return FetchError(
+        f"{url}: host {host} resolves to {address}, a private, loopback or"
+        " reserved address; refused because allow_private_urls is false"
+    )
+
+
 def check_url(url: str, policy: UrlPolicy) -> None:
     """Raise FetchError unless ``url`` is http(s) and, if required, resolves to public addresses."""
     parts = urllib.parse.urlsplit(url)
@@ -58,10 +68,39 @@ def check_url(url: str, policy: UrlPolicy) -> None:
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if not address.is_global:
-            raise FetchError(
-                f"{url}: host {parts.hostname} resolves to {address}, a private, loopback or"
-                " reserved address; refused because allow_private_urls is false"
-            )
+            raise _refuse(url, parts.hostname, address)
+
+
+def _public_connection(address: Any, *args: Any, **kwargs: Any) -> socket.socket:
+    """``socket.create_connection``, refusing a peer that is not a global address."""
+    sock = socket.create_connection(address, *args, **kwargs)
+    peer = ipaddress.ip_address(str(sock.getpeername()[0]).split("%")[0])
+    if not peer.is_global:
+        sock.close()
+        raise _refuse(f"{address[0]}:{address[1]}", address[0], peer)
+    return sock
+
+
+class _PublicHTTP(http.client.HTTPConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _public_connection
+
+
+class _PublicHTTPS(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _public_connection
+
+
+class _PublicHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: Any) -> Any:
+        return self.do_open(_PublicHTTP, req)
+
+
+class _PublicHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: Any) -> Any:
+        return self.do_open(_PublicHTTPS, req, context=self._context)  # type: ignore[attr-defined]
 
 
 class _Redirects(urllib.request.HTTPRedirectHandler):
@@ -80,7 +119,10 @@ def fetch(url: str, policy: UrlPolicy | None = None) -> bytes:
     """GET ``url`` under ``policy``; FetchError with an actionable message on any failure."""
     policy = policy or UrlPolicy()
     check_url(url, policy)
-    opener = urllib.request.build_opener(_Redirects(policy))
+    handlers: list[Any] = [_Redirects(policy)]
+    if not policy.allow_private:
+        handlers += [_PublicHTTPHandler(), _PublicHTTPSHandler()]
+    opener = urllib.request.build_opener(*handlers)
     req = urllib.request.Request(url, headers={"User-Agent": "vin-agent"})  # noqa: S310
     max_bytes = policy.max_bytes
     try:

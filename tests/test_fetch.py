@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,10 @@ BODY = b"x" * 5000
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
+    requests = 0  # requests this server answered, across instances
+
     def do_GET(self) -> None:
+        type(self).requests += 1
         routes = {
             "/ok": lambda: self._send(BODY),
             "/hop": lambda: self._redirect("/ok"),
@@ -118,3 +122,30 @@ def test_only_http_urls_with_a_host(url: str) -> None:
     """Schemes other than http(s), and URLs without a host, never reach urllib."""
     with pytest.raises(FetchError):
         check_url(url, UrlPolicy())
+
+
+@pytest.mark.integration
+def test_dns_rebinding_is_refused_at_connect(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host that resolves to a public address for the check and to loopback for the
+    connection (DNS rebinding) is refused before the request is sent.
+
+    No rebinding DNS server can run here, so the resolver is the stand-in: the
+    first lookup answers a public address, every later one the loopback server.
+    """
+    port = int(server.rsplit(":", 1)[1])
+    real = socket.getaddrinfo
+    answers: list[str] = []
+
+    def rebinding(host: str, *args: object, **kwargs: object) -> list:
+        if host != "rebind.example":
+            return real(host, *args, **kwargs)  # type: ignore[arg-type]
+        address = "93.184.216.34" if not answers else "127.0.0.1"
+        answers.append(address)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    _Handler.requests = 0
+    with pytest.raises(FetchError, match=r"127\.0\.0\.1.*allow_private_urls is false"):
+        fetch(f"http://rebind.example:{port}/ok", UrlPolicy(allow_private=False))
+    assert answers[0] == "93.184.216.34" and "127.0.0.1" in answers[1:]
+    assert _Handler.requests == 0  # refused before a byte of the request was sent

@@ -114,7 +114,7 @@ class Detector:
         found = self._detect_in(frame, 0, 0, (w, h))
         if tiles and max(w / self.width, h / self.height) >= TILE_FROM_SCALE:
             tw, th = round(w * (1 + TILE_OVERLAP) / 2), round(h * (1 + TILE_OVERLAP) / 2)
-            extra = []
+            extra: list[Detection] = []
             for y0 in (0, h - th):
                 for x0 in (0, w - tw):
                     tile = frame[y0 : y0 + th, x0 : x0 + tw]
@@ -139,7 +139,7 @@ class Detector:
         out = []
         for quad, score in quads_from_map(prob, self.threshold):
             # Map pixel centres of the 1/4 map back to input pixels, then to the frame.
-            q = lb.to_frame((quad + 0.5) * stride - 0.5) + np.float32([x0, y0])
+            q = lb.to_frame((quad + 0.5) * stride - 0.5) + np.array([x0, y0], np.float32)
             box = quad_box(q, *frame_size)
             out.append(Detection(quad=q.astype(np.float32), box=box, score=score))
         return out
