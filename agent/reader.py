@@ -129,6 +129,26 @@ class Reader:
         probs, cost = (flipped, cost_flip) if score_flip > score_up else (upright, cost_up)
         return self.recognizer.read_probs(probs, self.policy), cost
 
+    def _read_line(self, frame: np.ndarray, det: Detection) -> LineRead | Miss:
+        """One detected line: an OCR read that passes the VIN rules, or the reason it did not."""
+        if det.height_px < MIN_LINE_HEIGHT_PX:
+            return Miss(det.box, "too_small")
+        read, forced = self.recognize(frame, det)
+        if forced > MAX_FORCED_COST:
+            # A line of 16 or 18 characters: any 17 read from it is invented.
+            return Miss(det.box, "not_17_characters", read.vin, read.confidence)
+        if read.decoded.checksum_required and not read.decoded.checksum_valid:
+            return Miss(det.box, "checksum_failed", read.vin, read.confidence)
+        return LineRead(
+            read.vin,
+            read.confidence,
+            read.decoded.checksum_valid,
+            det.quad,
+            det.box,
+            "ocr",
+            ocr=read,
+        )
+
     def read_frame(self, frame: np.ndarray) -> FrameResult:
         h, w = frame.shape[:2]
         result = FrameResult(width=w, height=h)
@@ -140,28 +160,17 @@ class Reader:
         t1 = time.perf_counter()
         ocr_reads: list[LineRead] = []
         for det in detections:
-            if det.height_px < MIN_LINE_HEIGHT_PX:
-                result.misses.append(Miss(det.box, "too_small"))
-                continue
-            read, forced = self.recognize(frame, det)
-            if forced > MAX_FORCED_COST:
-                # A line of 16 or 18 characters: any 17 read from it is invented.
-                result.misses.append(Miss(det.box, "not_17_characters", read.vin, read.confidence))
-                continue
-            if read.decoded.checksum_required and not read.decoded.checksum_valid:
-                result.misses.append(Miss(det.box, "checksum_failed", read.vin, read.confidence))
-                continue
-            ocr_reads.append(
-                LineRead(
-                    read.vin,
-                    read.confidence,
-                    read.decoded.checksum_valid,
-                    det.quad,
-                    det.box,
-                    "ocr",
-                    ocr=read,
-                )
-            )
+            line = self._read_line(frame, det)
+            if isinstance(line, Miss) and det.parts:
+                # The joined fragments are not one VIN: read them one by one.
+                lines = [self._read_line(frame, part) for part in det.parts]
+            else:
+                lines = [line]
+            for one in lines:
+                if isinstance(one, Miss):
+                    result.misses.append(one)
+                else:
+                    ocr_reads.append(one)
         t2 = time.perf_counter()
         codes = read_barcodes(frame, self.policy) if self.barcodes else []
         t3 = time.perf_counter()

@@ -45,13 +45,28 @@ DUPLICATE_IOU = 0.3
 DUPLICATE_CONTAINED = 0.7
 
 
+#: Fragments of one line are joined when they are this parallel (degrees),
+#: this similar in height (ratio), this close across the line (line heights,
+#: centre to line) and separated by at most this gap along it (line heights).
+JOIN_MAX_ANGLE = 8.0
+JOIN_MAX_HEIGHT_RATIO = 1.5
+JOIN_MAX_OFFSET = 0.35
+JOIN_MAX_GAP = 1.5
+
+
 @dataclass(frozen=True)
 class Detection:
-    """One VIN line candidate in original-frame pixels."""
+    """One VIN line candidate in original-frame pixels.
+
+    ``parts`` is set on a line joined from collinear fragments (the map often
+    breaks a long line where its characters are sparse): the reader tries
+    the joined line first and falls back to the fragments.
+    """
 
     quad: np.ndarray  # (4, 2) float32, ordered TL, TR, BR, BL along the line
     box: dict[str, int]
     score: float
+    parts: tuple[Detection, ...] = ()
 
     @property
     def height_px(self) -> float:
@@ -127,6 +142,7 @@ class Detector:
             for det in sorted(extra, key=lambda d: -d.score):
                 if not any(_duplicate(det.box, k.box) for k in found):
                     found.append(det)
+        found = join_fragments(found, w, h)
         found.sort(key=lambda d: -d.score)
         return found
 
@@ -143,6 +159,62 @@ class Detector:
             box = quad_box(q, *frame_size)
             out.append(Detection(quad=q.astype(np.float32), box=box, score=score))
         return out
+
+
+def _axes(q: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Centre, unit vector along the line, length and height of an ordered quad."""
+    along = (q[1] - q[0] + q[2] - q[3]) / 2
+    length = float(np.linalg.norm(along))
+    height = float(np.linalg.norm((q[3] - q[0] + q[2] - q[1]) / 2))
+    return q.mean(axis=0), along / max(length, 1e-6), length, height
+
+
+def _joinable(a: np.ndarray, b: np.ndarray) -> bool:
+    ca, ua, la, ha = _axes(a)
+    cb, ub, lb, hb = _axes(b)
+    if min(ha, hb) <= 0 or max(ha, hb) / min(ha, hb) > JOIN_MAX_HEIGHT_RATIO:
+        return False
+    if abs(float(ua @ ub)) < np.cos(np.radians(JOIN_MAX_ANGLE)):
+        return False
+    h = (ha + hb) / 2
+    d = cb - ca
+    offset = abs(float(d[0] * ua[1] - d[1] * ua[0]))  # across the line
+    gap = abs(float(d @ ua)) - (la + lb) / 2  # between the facing ends
+    return offset <= JOIN_MAX_OFFSET * h and gap <= JOIN_MAX_GAP * h
+
+
+def _joined_quad(quads: list[np.ndarray]) -> np.ndarray:
+    """The quad spanning collinear quads: along the first's axis, as tall as the tallest."""
+    _, u, _, _ = _axes(quads[0])
+    n = np.array([-u[1], u[0]], np.float32)
+    pts = np.concatenate(quads)
+    s, t = pts @ u, pts @ n
+    mid = (t.min() + t.max()) / 2
+    half = max(_axes(q)[3] for q in quads) / 2
+    corners = [(s.min(), mid - half), (s.max(), mid - half), (s.max(), mid + half)]
+    corners.append((s.min(), mid + half))
+    return order_quad(np.array([a * u + b * n for a, b in corners], np.float32))
+
+
+def join_fragments(dets: list[Detection], w: int, h: int) -> list[Detection]:
+    """The detections, each chain of collinear fragments replaced by the line they make
+    (which carries them as ``parts``)."""
+    groups: list[list[int]] = []
+    for i in range(len(dets)):
+        linked = [g for g in groups if any(_joinable(dets[i].quad, dets[j].quad) for j in g)]
+        for g in linked:
+            groups.remove(g)
+        groups.append([i] + [j for g in linked for j in g])
+    joined = []
+    for g in groups:
+        if len(g) < 2:
+            continue
+        parts = tuple(sorted((dets[j] for j in g), key=lambda d: -d.score))
+        quad = _joined_quad([p.quad for p in parts])
+        score = max(p.score for p in parts)
+        joined.append(Detection(quad, quad_box(quad, w, h), score, parts))
+    inside = {id(p) for d in joined for p in d.parts}
+    return joined + [d for d in dets if id(d) not in inside]
 
 
 def _cut_by_tile(box: dict[str, int], x0: int, y0: int, tw: int, th: int, w: int, h: int) -> bool:

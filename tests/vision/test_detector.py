@@ -92,3 +92,45 @@ def test_frames_near_the_input_size_are_not_tiled(
         d.box for d in detector.detect(frame, tiles=False)
     ]
     assert len(calls) == 2
+
+
+def _line(x0: float, y0: float, length: float, height: float, angle: float = 0.0) -> Any:
+    from agent.vision.detector import Detection
+    from agent.vision.geometry import order_quad, quad_box
+
+    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    corners = np.array([[0, 0], [length, 0], [length, height], [0, height]], np.float32)
+    quad = order_quad(corners @ np.array([[c, s], [-s, c]], np.float32) + (x0, y0))
+    return Detection(quad, quad_box(quad, 2000, 2000), 0.5)
+
+
+def test_collinear_fragments_of_a_line_are_joined_and_kept() -> None:
+    """A VIN line broken in two by the map is offered whole, with its fragments to fall back on."""
+    from agent.vision.detector import join_fragments
+
+    for angle in (0.0, 20.0, 90.0):
+        a = _line(100, 300, 200, 30, angle)
+        # b continues a after a gap of one line height, along the line's direction.
+        u = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))], np.float32)
+        b = _line(*(np.array([100, 300]) + u * 230), 210, 30, angle)
+        out = join_fragments([a, b], 2000, 2000)
+        assert len(out) == 1, angle
+        joined = out[0]
+        assert {id(p) for p in joined.parts} == {id(a), id(b)}
+        length = np.linalg.norm(joined.quad[1] - joined.quad[0])
+        height = np.linalg.norm(joined.quad[3] - joined.quad[0])
+        assert length == pytest.approx(440, abs=1.5) and height == pytest.approx(30, abs=1.0)
+
+
+def test_stacked_crossing_distant_or_different_lines_are_not_joined() -> None:
+    from agent.vision.detector import join_fragments
+
+    base = _line(100, 300, 200, 30)
+    others = [
+        _line(100, 340, 200, 30),  # the next label line
+        _line(330, 300, 200, 30, 90.0),  # across it
+        _line(400, 300, 200, 30),  # too far along: 100 px > 1.5 line heights
+        _line(330, 300, 200, 60),  # twice as tall
+    ]
+    for other in others:
+        assert len(join_fragments([base, other], 2000, 2000)) == 2
