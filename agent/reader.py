@@ -60,7 +60,8 @@ class Miss:
     """A VIN-like line that did not yield a publishable read, and why."""
 
     box: dict[str, int]
-    reason: str  # too_small | not_17_characters | checksum_failed | below_threshold
+    #: too_small | not_17_characters | checksum_failed | unknown_manufacturer | below_threshold
+    reason: str
     vin: str | None = None
     confidence: float = 0.0
     #: The weak read itself, so that several frames can still add up to a
@@ -139,6 +140,10 @@ class Reader:
             return Miss(det.box, "not_17_characters", read.vin, read.confidence)
         if read.decoded.checksum_required and not read.decoded.checksum_valid:
             return Miss(det.box, "checksum_failed", read.vin, read.confidence)
+        if not read.decoded.checksum_valid and not vin.known_wmi(read.vin):
+            # Nothing verifies this read: a label's GVWR or part-number line forced
+            # into 17 VIN characters must at least name a known manufacturer.
+            return Miss(det.box, "unknown_manufacturer", read.vin, read.confidence)
         return LineRead(
             read.vin,
             read.confidence,

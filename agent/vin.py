@@ -269,6 +269,20 @@ def model_years(vin: str, *, latest: int | None = None) -> list[int]:
     return sorted(years, reverse=True)
 
 
+@lru_cache(maxsize=1)
+def _wmi_table() -> frozenset[str]:
+    from vininfo.dicts.wmi import WMI
+
+    return frozenset(str(k).upper() for k in WMI)
+
+
+def known_wmi(vin: str) -> bool:
+    """Whether the VIN's manufacturer code is in vininfo's WMI table (3 characters, or the
+    2-character prefix it lists for some makers)."""
+    table = _wmi_table()
+    return vin[:3] in table or vin[:2] in table
+
+
 @lru_cache(maxsize=4096)
 def _vininfo(vin: str) -> tuple[str | None, str | None]:
     from vininfo import Vin

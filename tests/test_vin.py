@@ -164,3 +164,11 @@ def test_normalize_is_idempotent(text: str) -> None:
     twice = vin.normalize(once.text)
     assert twice.text == once.text
     assert twice.changes == ()
+
+
+def test_known_wmi_uses_vininfo_table() -> None:
+    """Unchecked OCR reads must name a known maker: real WMIs pass, label words do not."""
+    assert vin.known_wmi("WVWZZZ1JZXW000001")  # Volkswagen, three characters
+    assert vin.known_wmi("1HGCM82633A004352")  # Honda, listed by its two-character prefix
+    assert not vin.known_wmi("GVWR2247KG4954LBJ")  # a GVWR line forced into 17 characters
+    assert not vin.known_wmi("V1X7RTY9AG369972N")
