@@ -98,6 +98,7 @@ class VisitTracker:
         self.visits: list[Visit] = []
         self.unread: Visit | None = None  # VIN-like lines seen, nothing read yet
         self.recent: dict[str, float] = {}  # VIN -> last time it was seen in a visit
+        self._frames_seen = 0  # for the debug trace only
 
     def _match(self, vin: str) -> Visit | None:
         best, best_diff = None, SAME_VEHICLE_MAX_DIFF + 1
@@ -175,6 +176,18 @@ class VisitTracker:
         for m in result.misses:
             if m.read is not None:
                 self._visit_reason(m.read.vin, m.reason)
+        if logger.isEnabledFor(logging.DEBUG):
+            # One line per frame, free of random ids, so two runs can be diffed line by line.
+            order = {v.event_id: i for i, v in enumerate(self.visits)}
+            self._frames_seen += 1
+            logger.debug(
+                "fusion frame %d: lines=%s misses=%s visits=%s unread=%d",
+                self._frames_seen,
+                [(ln.vin, round(ln.confidence, 4)) for ln in lines],
+                sorted(m.reason for m in result.misses),
+                [(order[v.event_id], v.vin, v.frames, round(v.confidence, 4)) for v in self.visits],
+                self.unread.frames if self.unread is not None else 0,
+            )
         events = [self._publishable(v, ts) for v in self.visits if v.event_id in touched]
         return [e for e in events if e is not None] + self.expire(ts)
 
