@@ -37,12 +37,10 @@ TILE_FROM_SCALE = 1.5
 #: Tiles overlap by this fraction of the frame, so a line cut by one tile's
 #: edge lies whole in its neighbour or is left to the whole-frame pass.
 TILE_OVERLAP = 0.2
-#: A detection is a duplicate of a better one when their boxes' IoU or the
-#: share of the smaller box they have in common reaches these: two passes
-#: outline one line a little differently, and two reads of one line are one
-#: too many (the worse may be a wrong VIN).
+#: A line found by a second pass (tiles, the quarter turn) is the same line as
+#: one already found when their boxes' IoU reaches this.  IoU, not containment:
+#: a fragment of a line found by one pass must not hide the whole line from another.
 DUPLICATE_IOU = 0.3
-DUPLICATE_CONTAINED = 0.7
 
 
 #: Fragments of one line are joined when they are this parallel (degrees),
@@ -123,10 +121,23 @@ class Detector:
         (logits,) = self.model.invoke(prepared[None, :, :, None].astype(self.model.input_dtype))
         return sigmoid(logits[0, :, :, 0])
 
-    def detect(self, frame: np.ndarray, tiles: bool = True) -> list[Detection]:
-        """VIN line candidates, best first; large frames also tile by tile (``tiles``)."""
+    def detect(self, frame: np.ndarray, tiles: bool = True, turned: bool = True) -> list[Detection]:
+        """VIN line candidates, best first.
+
+        Large frames are also searched tile by tile (``tiles``), and every frame
+        also turned a quarter (``turned``): the network finds vertical lines
+        (portrait photos of a door label) far less often than horizontal ones.
+        """
         h, w = frame.shape[:2]
         found = self._detect_in(frame, 0, 0, (w, h))
+        if turned:
+            quarter = cv2.rotate(frame, cv2.ROTATE_90_CLOCKWISE)
+            for det in self._detect_in(quarter, 0, 0, (h, w)):
+                # Rotated (x', y') came from (y', h - 1 - x') of the frame.
+                q = order_quad(np.stack([det.quad[:, 1], h - 1 - det.quad[:, 0]], axis=1))
+                back = Detection(q, quad_box(q, w, h), det.score)
+                if not any(_duplicate(back.box, k.box) for k in found):
+                    found.append(back)
         if tiles and max(w / self.width, h / self.height) >= TILE_FROM_SCALE:
             tw, th = round(w * (1 + TILE_OVERLAP) / 2), round(h * (1 + TILE_OVERLAP) / 2)
             extra: list[Detection] = []
@@ -238,5 +249,4 @@ def _duplicate(a: dict[str, int], b: dict[str, int]) -> bool:
         return max(1, (r["xmax"] - r["xmin"]) * (r["ymax"] - r["ymin"]))
 
     inter = iw * ih
-    union = area(a) + area(b) - inter
-    return inter / union >= DUPLICATE_IOU or inter / min(area(a), area(b)) >= DUPLICATE_CONTAINED
+    return inter / (area(a) + area(b) - inter) >= DUPLICATE_IOU
