@@ -64,6 +64,15 @@ class ReaderConfig(BaseModel):
         description="publish a VIN only at or above this calibrated confidence",
     )
     barcodes: bool = Field(True, description="also read VIN barcodes (Code 39, QR, ...)")
+    tiles: bool = Field(
+        True,
+        description="also search frames of 1280x720 and up in 2x2 tiles (small, distant VINs)",
+    )
+    quarter_turn: bool = Field(
+        True,
+        description="also search each frame turned 90 degrees (vertical lines); false saves "
+        "one detector pass per frame where every VIN is horizontal",
+    )
     runtime: RuntimeConfig = Field(
         default_factory=RuntimeConfig, description="TFLite interpreter package and threads"
     )

@@ -103,6 +103,8 @@ class Reader:
         policy: vin.ChecksumPolicy | str = vin.ChecksumPolicy.AUTO,
         min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         barcodes: bool = True,
+        tiles: bool = True,
+        quarter_turn: bool = True,
     ) -> None:
         manifest = load_manifest(models_dir)
         self.detector = Detector(manifest, runtime)
@@ -110,6 +112,8 @@ class Reader:
         self.policy = vin.ChecksumPolicy(policy)
         self.min_confidence = min_confidence
         self.barcodes = barcodes
+        self.tiles = tiles
+        self.quarter_turn = quarter_turn
         self.models = {
             "detector": {"version": self.detector.version, "sha256": self.detector.sha256},
             "recognizer": {"version": self.recognizer.version, "sha256": self.recognizer.sha256},
@@ -161,7 +165,7 @@ class Reader:
         # Every stage works on gray: convert once, not in each of them.
         if frame.ndim == 3:
             frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        detections = self.detector.detect(frame)
+        detections = self.detector.detect(frame, self.tiles, self.quarter_turn)
         t1 = time.perf_counter()
         ocr_reads: list[LineRead] = []
         for det in detections:

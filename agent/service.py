@@ -89,6 +89,8 @@ def make_reader(config: AgentConfig) -> Reader:
         policy=config.reader.policy,
         min_confidence=config.reader.min_confidence,
         barcodes=config.reader.barcodes,
+        tiles=config.reader.tiles,
+        quarter_turn=config.reader.quarter_turn,
     )
 
 
