@@ -122,7 +122,7 @@ def test_builtin_kernels_read_the_samples_as_well_as_xnnpack() -> None:
     from tests.conftest import REPO
 
     scenes = REPO / "samples" / "scenes"
-    entry = load_manifest(REPO / "models").entry("recognizer")
+    entry = load_manifest().entry("recognizer")  # the shipped models
     fast, exact = (
         TFLiteModel(entry, RuntimeConfig(num_threads=1, xnnpack=x)) for x in (True, False)
     )
