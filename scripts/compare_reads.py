@@ -13,7 +13,18 @@ outputs for identical inputs on both platforms, but OpenCV's
 ``warpPerspective``, which cuts each VIN line out of the frame
 (``agent.vision.geometry.rectify``), is not bit-exact between x86-64 and
 arm64 SIMD code, so the recognizer sees crops that differ in a few pixels.
-``--strict`` turns both allowances off.
+``--strict`` turns all allowances off.
+
+A third allowance, for decisions on the edge: the int8 kernels of the same
+ai-edge-litert release do not compute bit-identical results on x86-64 and
+arm64 (measured with TFLite's built-in kernels: the first convolution of
+the recognizer already differs by 1 LSB in 40 of 40,960 values, the
+requantisation rounding of the two builds; a few LSB at the output). So a
+read whose confidence lies near a threshold can be published on one
+platform and not on the other. An input whose results differ is allowed,
+and listed as such, when no VIN published at ``--firm`` (default 0.9) or
+above on one side is missing from the other; the eval report may then differ
+by as many inputs as were allowed. A firm read that differs is a problem.
 
 ``--eval A B``: the ``vin-agent eval`` reports, equal except latencies and
 the dataset path (``ece`` within the tolerance). ``--run A B``: ``vin-agent
@@ -49,6 +60,8 @@ class Comparison:
     names: tuple[str, str]
     tolerance: float = 0.01
     strict: bool = False
+    firm: float = 0.9
+    marginal: int = 0  # inputs allowed to differ because their decisions were on the edge
     problems: list[str] = field(default_factory=list)
     allowed: list[str] = field(default_factory=list)
 
@@ -155,6 +168,32 @@ def cell(read: dict[str, Any] | None) -> str:
     return f"{vin:<24} {conf_text:>6} {box:<24} {len(misses):>6}"
 
 
+def firm_reads(read: dict[str, Any], firm: float) -> set[str]:
+    """The VINs a result publishes at ``firm`` confidence or above."""
+    out = set()
+    if read.get("success") and float(read.get("confidence") or 0) >= firm:
+        out.add(str(read.get("vin")))
+    for cand in read.get("candidates") or []:
+        if float(cand.get("confidence") or 0) >= firm:
+            out.add(str(cand.get("vin")))
+    return out
+
+
+def on_the_edge(a: dict[str, Any], b: dict[str, Any], cmp: Comparison) -> bool:
+    """Whether two differing results agree on everything published firmly: the same firm
+    VINs, and a firm best read with the same box and a confidence within the tolerance."""
+    if firm_reads(a, cmp.firm) != firm_reads(b, cmp.firm):
+        return False
+    if a.get("success") and float(a.get("confidence") or 0) >= cmp.firm:
+        return (
+            a.get("vin") == b.get("vin")
+            and a.get("box") == b.get("box")
+            and abs(float(a.get("confidence") or 0) - float(b.get("confidence") or 0))
+            <= cmp.tolerance
+        )
+    return True
+
+
 def compare_reads(label: str, a_path: Path, b_path: Path, cmp: Comparison) -> None:
     a = {r.get("input"): r for r in load_jsonl(a_path)}
     b = {r.get("input"): r for r in load_jsonl(b_path)}
@@ -169,7 +208,7 @@ def compare_reads(label: str, a_path: Path, b_path: Path, cmp: Comparison) -> No
             cmp.problems.append(f"read {name}: missing on {names[0] if ra is None else names[1]}")
             same = "NO"
         else:
-            before = len(cmp.allowed)
+            before, problems = len(cmp.allowed), len(cmp.problems)
             same = (
                 "yes"
                 if cmp.check(
@@ -179,7 +218,13 @@ def compare_reads(label: str, a_path: Path, b_path: Path, cmp: Comparison) -> No
                 )
                 else "NO"
             )
-            if same == "yes" and len(cmp.allowed) > before:
+            if same == "NO" and not cmp.strict and on_the_edge(ra, rb, cmp):
+                edge = cmp.problems[problems:]
+                del cmp.problems[problems:]
+                cmp.allowed += [f"{line} (on the edge)" for line in edge]
+                cmp.marginal += 1
+                same = "edge"
+            elif same == "yes" and len(cmp.allowed) > before:
                 same = "~"
         print(f"{Path(str(name)).name:<16} | {cell(ra)} | {cell(rb)} | {same}")
 
@@ -202,7 +247,22 @@ def compare_eval(a_path: Path, b_path: Path, cmp: Comparison) -> None:
     print(f"{'':<10} " + " ".join(f"{k:>13}" for k in keys))
     for name, rep in zip(cmp.names, (a, b), strict=True):
         print(f"{name:<10} " + " ".join(f"{short(rep.get(k), 13):>13}" for k in keys))
-    print("same" if cmp.check("eval", strip_eval(a), strip_eval(b)) else "DIFFERENT")
+    problems = len(cmp.problems)
+    same = cmp.check("eval", strip_eval(a), strip_eval(b))
+    n = a.get("n") or 0
+    bound = cmp.marginal / n if n else 0.0
+    if not same and not cmp.strict and cmp.marginal:
+        # Reads on the edge (above) move the rates by at most one input each.
+        rates = ("exact", "wrong", "no_read", "char_accuracy")
+        within = all(abs(float(a.get(k, 0)) - float(b.get(k, 0))) <= bound + 1e-9 for k in rates)
+        top = {k: v for k, v in strip_eval(a).items() if k not in (*rates, "ece", "by_kind")}
+        top_b = {k: v for k, v in strip_eval(b).items() if k not in (*rates, "ece", "by_kind")}
+        if within and top == top_b:
+            edge = cmp.problems[problems:]
+            del cmp.problems[problems:]
+            cmp.allowed += [f"{line} (within {cmp.marginal} input(s) on the edge)" for line in edge]
+            same = True
+    print("same" if same else "DIFFERENT")
 
 
 def events(path: Path) -> list[dict[str, Any]]:
@@ -266,9 +326,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval", nargs=2, type=Path, metavar=("A", "B"))
     parser.add_argument("--run", nargs=2, type=Path, metavar=("A", "B"))
     parser.add_argument("--tolerance", type=float, default=0.01, help="for confidences")
+    parser.add_argument(
+        "--firm", type=float, default=0.9, help="published reads at or above must agree"
+    )
     parser.add_argument("--strict", action="store_true", help="every field exactly equal")
     args = parser.parse_args(argv)
-    cmp = Comparison((args.names[0], args.names[1]), args.tolerance, args.strict)
+    cmp = Comparison((args.names[0], args.names[1]), args.tolerance, args.strict, args.firm)
     try:
         for label, a, b in args.read:
             compare_reads(label, Path(a), Path(b), cmp)
