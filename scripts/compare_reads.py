@@ -292,9 +292,9 @@ def compare_run(a_path: Path, b_path: Path, cmp: Comparison) -> None:
         eb = b[i] if i < len(b) else {}
         print(f"  {names[0]}: {event_cell(ea)}  {names[1]}: {event_cell(eb)}")
     # The published visits (success true) must agree exactly, in order. Miss visits
-    # (success false: a VIN-like line never read) differed in number on the same
-    # lossless frames (8 vs 11 events, 2026-12-01) and are not yet explained: they
-    # are listed as allowed differences, loudly, until they are (issue 9).
+    # (success false: a VIN-like line never read) may differ: they are made of weak
+    # reads and misses, which the platforms' int8 rounding moves across thresholds
+    # (see the module docstring); the fusion trace diff in arm64-check shows where.
     pub_a = [e for e in a if e.get("success")]
     pub_b = [e for e in b if e.get("success")]
     cmp.check(
@@ -308,7 +308,7 @@ def compare_run(a_path: Path, b_path: Path, cmp: Comparison) -> None:
         cmp.check("run miss visits", miss_a, miss_b)
     elif miss_a != miss_b:
         cmp.allowed.append(
-            f"  run miss visits (UNEXPLAINED, issue 9): {names[0]}={miss_a} {names[1]}={miss_b}"
+            f"  run miss visits (weak reads, on the edge): {names[0]}={miss_a} {names[1]}={miss_b}"
         )
     if len(a) == len(b):
         bad, ok = cmp.diff(a, b)
