@@ -8,12 +8,8 @@
 matched by ``input``, printed side by side. Every field must be equal
 (``timing_ms`` aside), with two allowances, both printed: a ``confidence``
 may differ by up to ``--tolerance`` (default 0.01), and runner-up candidates
-(after the first) may differ. The reason: the int8 models give identical
-outputs for identical inputs on both platforms, but OpenCV's
-``warpPerspective``, which cuts each VIN line out of the frame
-(``agent.vision.geometry.rectify``), is not bit-exact between x86-64 and
-arm64 SIMD code, so the recognizer sees crops that differ in a few pixels.
-``--strict`` turns all allowances off.
+(after the first) may differ: the int8 kernels are not bit-exact between
+the two platforms (below). ``--strict`` turns all allowances off.
 
 A third allowance, for decisions on the edge: the int8 kernels of the same
 ai-edge-litert release do not compute bit-identical results on x86-64 and
@@ -23,7 +19,8 @@ requantisation rounding of the two builds; a few LSB at the output). So a
 read whose confidence lies near a threshold can be published on one
 platform and not on the other. An input whose results differ is allowed,
 and listed as such, when no VIN published at ``--firm`` (default 0.9) or
-above on one side is missing from the other; the eval report may then differ
+above on one side is missing from the other (a firm best read may move its
+box by 2 px or a tenth of its height); the eval report may then differ
 by as many inputs as were allowed. A firm read that differs is a problem.
 
 ``--eval A B``: the ``vin-agent eval`` reports, equal except latencies and
@@ -181,17 +178,27 @@ def firm_reads(read: dict[str, Any], firm: float) -> set[str]:
 
 def on_the_edge(a: dict[str, Any], b: dict[str, Any], cmp: Comparison) -> bool:
     """Whether two differing results agree on everything published firmly: the same firm
-    VINs, and a firm best read with the same box and a confidence within the tolerance."""
+    VINs, and a firm best read with nearly the same box and a confidence within the
+    tolerance."""
     if firm_reads(a, cmp.firm) != firm_reads(b, cmp.firm):
         return False
     if a.get("success") and float(a.get("confidence") or 0) >= cmp.firm:
         return (
             a.get("vin") == b.get("vin")
-            and a.get("box") == b.get("box")
+            and near_box(a.get("box"), b.get("box"))
             and abs(float(a.get("confidence") or 0) - float(b.get("confidence") or 0))
             <= cmp.tolerance
         )
     return True
+
+
+def near_box(a: Any, b: Any) -> bool:
+    """Boxes of one line: each edge within 2 px or a tenth of the line's height (a map
+    pixel more or less at the end of a detection moves the quad that much)."""
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return a == b
+    slack = max(2.0, 0.1 * (a.get("ymax", 0) - a.get("ymin", 0)))
+    return all(abs(a.get(k, 0) - b.get(k, 0)) <= slack for k in ("xmin", "xmax", "ymin", "ymax"))
 
 
 def compare_reads(label: str, a_path: Path, b_path: Path, cmp: Comparison) -> None:
@@ -345,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     if cmp.allowed:
         print(
             f"\n{len(cmp.allowed)} allowed difference(s) (confidences within {cmp.tolerance}, "
-            "runner-up candidates, the run's boxes and confidences): OpenCV's warpPerspective "
-            "and FFmpeg are not bit-exact across CPU architectures"
+            "runner-up candidates, reads below firm confidence, the run's boxes and "
+            "confidences): the int8 kernels round differently on the two architectures"
         )
         for line in cmp.allowed[:15]:
             print(f"  {line}")

@@ -8,9 +8,11 @@ project's source (``--repo`` is put on sys.path), never OpenCV, so it runs
 in what a Raspberry Pi image with ``tflite-runtime`` has.
 
 Inputs: ``INPUTS/<model>__<case>.npy``, already in the model's input dtype.
-Outputs: ``OUT/<model>__<case>__raw<i>.npy`` (the interpreter's tensors as
-they are, int8/uint8), ``OUT/<model>__<case>__float<i>.npy`` (what
-``TFLiteModel.invoke`` returns) and ``OUT/report.json``.
+Outputs, once per kernel set (``MODES``: the default XNNPACK delegate, and
+TFLite's built-in kernels): ``OUT/<model>__<case>__<mode>__raw<i>.npy``
+(the interpreter's tensors as they are, int8/uint8),
+``OUT/<model>__<case>__<mode>__float<i>.npy`` (what ``TFLiteModel.invoke``
+returns) and ``OUT/report.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+#: Output file tag -> RuntimeConfig.xnnpack.
+MODES = {"xnnpack": True, "builtin": False}
 
 
 def _dist_version(name: str) -> str | None:
@@ -59,22 +64,24 @@ def run_models(models_dir: Path, inputs_dir: Path, out_dir: Path) -> dict[str, A
         cases.setdefault(path.stem.split("__")[0], []).append(path)
     for name, paths in cases.items():
         entry = manifest.entry(name)
-        model = TFLiteModel(entry, RuntimeConfig(type="auto", num_threads=1))
-        report["models"][name] = {
-            "runtime": model.runtime,
-            "version": entry.version,
-            "sha256": entry.sha256,
-            "input_shape": list(model.input_shape),
-            "input_dtype": model.input_dtype.name,
-            "cases": [p.stem for p in paths],
-        }
-        for path in paths:
-            floats = model.invoke(np.load(path))
-            details = model.interpreter.get_output_details()
-            for i, (det, flt) in enumerate(zip(details, floats, strict=True)):
-                raw = np.asarray(model.interpreter.get_tensor(det["index"]))
-                np.save(out_dir / f"{path.stem}__raw{i}.npy", raw)
-                np.save(out_dir / f"{path.stem}__float{i}.npy", flt)
+        for mode, xnnpack in MODES.items():
+            config = RuntimeConfig(type="auto", num_threads=1, xnnpack=xnnpack)
+            model = TFLiteModel(entry, config)
+            report["models"][name] = {
+                "runtime": model.runtime,
+                "version": entry.version,
+                "sha256": entry.sha256,
+                "input_shape": list(model.input_shape),
+                "input_dtype": model.input_dtype.name,
+                "cases": [p.stem for p in paths],
+            }
+            for path in paths:
+                floats = model.invoke(np.load(path))
+                details = model.interpreter.get_output_details()
+                for i, (det, flt) in enumerate(zip(details, floats, strict=True)):
+                    raw = np.asarray(model.interpreter.get_tensor(det["index"]))
+                    np.save(out_dir / f"{path.stem}__{mode}__raw{i}.npy", raw)
+                    np.save(out_dir / f"{path.stem}__{mode}__float{i}.npy", flt)
     (out_dir / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     return report
 

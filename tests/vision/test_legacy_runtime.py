@@ -6,11 +6,13 @@ and no ``ai_edge_litert``.  This test builds exactly that environment (a
 separate venv, binary wheels from PyPI, cached between runs), runs the
 project's real loader in it, and checks two things the project's own venv
 cannot: ``auto`` falls back to ``tflite_runtime`` there and both int8
-models load and run; and whether they give bit-identical outputs to
-``ai_edge_litert`` on the same inputs, i.e. whether a Pi on the old runtime
-reads VINs exactly as the tested setup does.  They do not (yet): that test
-is a strict xfail carrying the measured difference, so it turns red the day
-the runtimes agree and the marker can go.
+models load and run; and how close their outputs are to ``ai_edge_litert``'s
+on the same inputs.  With TFLite's built-in kernels (``xnnpack = false``)
+they are bit-identical.  With the default XNNPACK delegate they are not:
+each runtime bundles its own XNNPACK, whose int8 kernels round a few values
+differently, and turning XNNPACK off costs 5-40x in speed, so the default
+stays and the test pins what that difference may do: nothing to the VIN,
+positions, confidence and quads read from the sample.
 
 The venv lives in ``$XDG_CACHE_HOME/vin-agent/`` (default ``~/.cache``),
 keyed by a hash of its requirements and the Python version; a changed
@@ -128,6 +130,7 @@ def _write_inputs(inputs: Path) -> None:
     """
     import cv2
 
+    from agent.reader import pad_quad
     from agent.vision.geometry import letterbox, rectify
     from agent.vision.recognizer import preprocess
 
@@ -146,7 +149,7 @@ def _write_inputs(inputs: Path) -> None:
         if name == "detector":
             image, _ = letterbox(gray, width, height)
         else:
-            image = preprocess(rectify(frame, quad), height, width)
+            image = preprocess(rectify(frame, pad_quad(quad)), height, width)  # as the reader
         info = np.iinfo(dtype)
         noise = rng.integers(info.min, int(info.max) + 1, size=shape, dtype=dtype)
         np.save(inputs / f"{name}__scene.npy", image.reshape(shape).astype(dtype))
@@ -199,39 +202,76 @@ def test_legacy_venv_loader_falls_back_to_tflite_runtime(runs: dict[str, Any]) -
 
     produced = sorted(p.name for p in runs["main_out"].glob("*.npy"))
     assert produced == sorted(p.name for p in runs["legacy_out"].glob("*.npy"))
-    # Two models x two cases x (raw + float) x one output tensor each.
-    assert len(produced) == 8, produced
+    # Two models x two cases x two kernel sets x (raw + float) x one output tensor each.
+    assert len(produced) == 16, produced
     for fname in produced:
         ours, theirs = np.load(runs["main_out"] / fname), np.load(runs["legacy_out"] / fname)
         assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, fname
         assert np.isfinite(theirs.astype(np.float64)).all(), fname
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "issue 9, measured 2026-11-30: tflite-runtime 2.14.0 and ai-edge-litert 2.3.0 do not "
-        "agree bit for bit on the shipped int8 models (recognizer: up to 2 LSB, only with the "
-        "default XNNPACK delegate; detector: up to 38 LSB on a real frame, also without "
-        "XNNPACK); strict, so it fails as soon as they do agree"
-    ),
-)
-def test_legacy_outputs_bit_identical_to_ai_edge_litert(runs: dict[str, Any]) -> None:
-    """The Pi's old runtime computes exactly what the tested runtime computes.
+def _pairs(runs: dict[str, Any], pattern: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    paths = sorted(runs["main_out"].glob(pattern))
+    assert paths, pattern
+    return [(p.name, np.load(p), np.load(runs["legacy_out"] / p.name)) for p in paths]
+
+
+def test_builtin_kernels_bit_identical_to_ai_edge_litert(runs: dict[str, Any]) -> None:
+    """With ``xnnpack = false`` the Pi's old runtime computes exactly what the tested one does.
 
     Metrics in the manifest are measured with ai_edge_litert (training/export.py);
-    only bit-identical outputs carry them over to a Pi on tflite-runtime unchanged.
+    bit-identical outputs carry them over unchanged.  This held only after the
+    detector lost its dilated convolutions (1.3.0): tflite-runtime 2.14 computes
+    the batched depthwise convolution they are lowered to 1 LSB differently.
     """
     mismatches = []
-    for path in sorted(runs["main_out"].glob("*.npy")):
-        ours, theirs = np.load(path), np.load(runs["legacy_out"] / path.name)
+    for name, ours, theirs in _pairs(runs, "*__builtin__raw*.npy"):
         if not np.array_equal(ours, theirs):
-            diff = np.abs(ours.astype(np.float64) - theirs.astype(np.float64))
-            mismatches.append(
-                f"{path.name}: {np.count_nonzero(diff)} of {diff.size} differ, max {diff.max():g}"
-            )
-    versions = runs["main"]["packages"]["ai-edge-litert"]
-    assert not mismatches, f"ai-edge-litert {versions} vs tflite-runtime 2.14.0:\n" + "\n".join(
-        mismatches
-    )
+            diff = np.abs(ours.astype(np.int64) - theirs.astype(np.int64))
+            mismatches.append(f"{name}: {np.count_nonzero(diff)} of {diff.size}, max {diff.max()}")
+    assert not mismatches, "\n".join(mismatches)
+
+
+def test_xnnpack_outputs_differ_but_read_the_same(
+    runs: dict[str, Any],
+) -> None:
+    """The default (XNNPACK) path on the old runtime reads what the tested runtime reads.
+
+    The two bundled XNNPACK versions round differently (LSB counts say little:
+    a step is 0.13 nats on the recognizer's output), so what is checked is the
+    decisions built on the outputs, decoded here with the agent's own code:
+    the recognizer's VIN, changed positions and confidence on the sample
+    crop, and the detector's quads on the sample frame.
+    """
+    differ = 0
+    for _, ours, theirs in _pairs(runs, "*__xnnpack__raw*.npy"):
+        differ += int(np.count_nonzero(ours.astype(np.int64) != theirs.astype(np.int64)))
+    assert differ > 0  # two XNNPACK builds really ran (else the builtin test says it all)
+
+    from agent.vision.calibration import Calibrator
+    from agent.vision.ctc import align
+    from agent.vision.decoding import decode
+    from agent.vision.detector import quads_from_map, sigmoid
+    from agent.vision.recognizer import softmax
+
+    manifest = load_manifest(REPO / "models")
+    calibrator = Calibrator.from_manifest(manifest.entry("recognizer").info.get("calibration"))
+    threshold = float(manifest.entry("detector").info.get("threshold", 0.5))
+    main_out, legacy_out = runs["main_out"], runs["legacy_out"]
+    logits = [np.load(d / "recognizer__scene__xnnpack__float0.npy") for d in (main_out, legacy_out)]
+    reads = [decode(align(softmax(x.reshape(-1, x.shape[-1])))[0]) for x in logits]
+    assert reads[0].vin == reads[1].vin
+    assert reads[0].changed_positions == reads[1].changed_positions
+    conf = [calibrator.confidence(r) for r in reads]
+    assert abs(conf[0] - conf[1]) <= 0.01, conf
+
+    maps = [np.load(d / "detector__scene__xnnpack__float0.npy") for d in (main_out, legacy_out)]
+    quads = [quads_from_map(sigmoid(m[0, ..., 0]), threshold) for m in maps]
+    assert len(quads[0]) == len(quads[1]) >= 1
+    for (qa, _), (qb, _) in zip(quads[0], quads[1], strict=True):
+        # The same line: a component may gain or lose a map pixel at an end.
+        (ax0, ay0), (ax1, ay1) = np.min(qa, axis=0), np.max(qa, axis=0)
+        (bx0, by0), (bx1, by1) = np.min(qb, axis=0), np.max(qb, axis=0)
+        inter = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
+        union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
+        assert inter / union >= 0.8, (qa, qb)
