@@ -66,12 +66,12 @@ class ReaderConfig(BaseModel):
     barcodes: bool = Field(True, description="also read VIN barcodes (Code 39, QR, ...)")
     tiles: bool = Field(
         True,
-        description="also search frames of 1280x720 and up in 2x2 tiles (small, distant VINs)",
+        description="also search frames of 1600x960 and up in 2x2 tiles (small, distant VINs)",
     )
     quarter_turn: bool = Field(
-        True,
-        description="also search each frame turned 90 degrees (vertical lines); false saves "
-        "one detector pass per frame where every VIN is horizontal",
+        False,
+        description="also search each frame turned 90 degrees, for vertical lines (portrait "
+        "photos, a camera on its side); one more detector pass per frame",
     )
     runtime: RuntimeConfig = Field(
         default_factory=RuntimeConfig, description="TFLite interpreter package and threads"

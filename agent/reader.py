@@ -104,7 +104,7 @@ class Reader:
         min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         barcodes: bool = True,
         tiles: bool = True,
-        quarter_turn: bool = True,
+        quarter_turn: bool = False,
     ) -> None:
         manifest = load_manifest(models_dir)
         self.detector = Detector(manifest, runtime)

@@ -32,8 +32,10 @@ SHRINK_ACROSS = 0.5
 #: Frames at least this many times larger than the detector input are also
 #: searched in 2x2 overlapping tiles: the whole-frame pass shrinks a 1920x1080
 #: frame 3x, leaving a distant VIN's characters 2-3 input pixels tall, and
-#: each tile is shrunk about 1.7x less.  Four more invocations of a ~1 ms model.
-TILE_FROM_SCALE = 1.5
+#: each tile is shrunk about 1.7x less.  From 2.5, not lower: at 1280x720
+#: (2.0) the four passes and the lines they add took read_frame from 22 to
+#: 42 ms (median, one thread), past the 25 ms budget.
+TILE_FROM_SCALE = 2.5
 #: Tiles overlap by this fraction of the frame, so a line cut by one tile's
 #: edge lies whole in its neighbour or is left to the whole-frame pass.
 TILE_OVERLAP = 0.2
@@ -121,11 +123,13 @@ class Detector:
         (logits,) = self.model.invoke(prepared[None, :, :, None].astype(self.model.input_dtype))
         return sigmoid(logits[0, :, :, 0])
 
-    def detect(self, frame: np.ndarray, tiles: bool = True, turned: bool = True) -> list[Detection]:
+    def detect(
+        self, frame: np.ndarray, tiles: bool = True, turned: bool = False
+    ) -> list[Detection]:
         """VIN line candidates, best first.
 
         Large frames are also searched tile by tile (``tiles``), and every frame
-        also turned a quarter (``turned``): the network finds vertical lines
+        also turned a quarter (``turned``, off by default): the network finds vertical lines
         (portrait photos of a door label) far less often than horizontal ones.
         """
         h, w = frame.shape[:2]
