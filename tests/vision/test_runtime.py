@@ -101,11 +101,11 @@ def test_builtin_kernels_read_the_samples_as_well_as_xnnpack() -> None:
     """``xnnpack = false`` (bit-exact across runtime versions) really changes the kernels,
     and reads as well.
 
-    XNNPACK's int8 tanh is its own approximation: on recognizer 1.2.0 the two
-    paths differ by a median 0 and at most 151 LSB (saturated columns), and
+    The two kernel sets round differently (on recognizer 1.2.0, whose tanh head
+    XNNPACK approximates its own way, by a median 0 and at most 151 LSB) and
     read 83.9 % of 1,500 held-out crops right either way, but single hard
     crops can come out differently.  Here: every labelled VIN of the samples,
-    rectified from its true quad, read both ways.
+    rectified as the reader crops it, read both ways.
     """
     import json
 
