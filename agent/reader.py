@@ -20,7 +20,7 @@ from agent.vision.barcodes import BarcodeRead, read_barcodes
 from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE, required_confidence
 from agent.vision.decoding import share_doubt
 from agent.vision.detector import Detection, Detector
-from agent.vision.geometry import expand_quad, quad_box, rectify
+from agent.vision.geometry import expand_quad, quad_axes, quad_box, rectify
 from agent.vision.manifest import load_manifest
 from agent.vision.recognizer import Read, Recognizer
 from agent.vision.runtime import RuntimeConfig
@@ -86,8 +86,7 @@ def pad_quad(quad: np.ndarray) -> np.ndarray:
     the end characters on the image border, which the model has rarely seen.
     """
     q = np.asarray(quad, np.float32)
-    length = float(np.linalg.norm((q[1] - q[0] + q[2] - q[3]) / 2))
-    height = float(np.linalg.norm((q[3] - q[0] + q[2] - q[1]) / 2))
+    _, _, length, height = quad_axes(q)
     if length <= 0 or height <= 0:
         return q
     return expand_quad(q, along=PAD_ENDS * height * 2 / length, across=PAD_ABOVE_BELOW * 2)

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from agent.vision.geometry import Letterbox, expand_quad, letterbox, order_quad, quad_box
+from agent.vision.geometry import (
+    Letterbox,
+    expand_quad,
+    letterbox,
+    order_quad,
+    quad_axes,
+    quad_box,
+)
 from agent.vision.manifest import Manifest
 from agent.vision.runtime import RuntimeConfig, TFLiteModel
 
@@ -136,12 +143,12 @@ class Detector:
         found = self._detect_in(frame, 0, 0, (w, h))
         if turned:
             quarter = cv2.rotate(frame, cv2.ROTATE_90_CLOCKWISE)
+            back = []
             for det in self._detect_in(quarter, 0, 0, (h, w)):
                 # Rotated (x', y') came from (y', h - 1 - x') of the frame.
                 q = order_quad(np.stack([det.quad[:, 1], h - 1 - det.quad[:, 0]], axis=1))
-                back = Detection(q, quad_box(q, w, h), det.score)
-                if not any(_duplicate(back.box, k.box) for k in found):
-                    found.append(back)
+                back.append(Detection(q, quad_box(q, w, h), det.score))
+            _add_new(found, back)
         if tiles and max(w / self.width, h / self.height) >= TILE_FROM_SCALE:
             tw, th = round(w * (1 + TILE_OVERLAP) / 2), round(h * (1 + TILE_OVERLAP) / 2)
             extra: list[Detection] = []
@@ -153,10 +160,7 @@ class Detector:
                         for d in self._detect_in(tile, x0, y0, (w, h))
                         if not _cut_by_tile(d.box, x0, y0, tw, th, w, h)
                     )
-            # Tiles only add lines the whole-frame pass missed, each once.
-            for det in sorted(extra, key=lambda d: -d.score):
-                if not any(_duplicate(det.box, k.box) for k in found):
-                    found.append(det)
+            _add_new(found, sorted(extra, key=lambda d: -d.score))
         found = join_fragments(found, w, h)
         found.sort(key=lambda d: -d.score)
         return found
@@ -176,17 +180,9 @@ class Detector:
         return out
 
 
-def _axes(q: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Centre, unit vector along the line, length and height of an ordered quad."""
-    along = (q[1] - q[0] + q[2] - q[3]) / 2
-    length = float(np.linalg.norm(along))
-    height = float(np.linalg.norm((q[3] - q[0] + q[2] - q[1]) / 2))
-    return q.mean(axis=0), along / max(length, 1e-6), length, height
-
-
 def _joinable(a: np.ndarray, b: np.ndarray) -> bool:
-    ca, ua, la, ha = _axes(a)
-    cb, ub, lb, hb = _axes(b)
+    ca, ua, la, ha = quad_axes(a)
+    cb, ub, lb, hb = quad_axes(b)
     if min(ha, hb) <= 0 or max(ha, hb) / min(ha, hb) > JOIN_MAX_HEIGHT_RATIO:
         return False
     if abs(float(ua @ ub)) < np.cos(np.radians(JOIN_MAX_ANGLE)):
@@ -200,12 +196,12 @@ def _joinable(a: np.ndarray, b: np.ndarray) -> bool:
 
 def _joined_quad(quads: list[np.ndarray]) -> np.ndarray:
     """The quad spanning collinear quads: along the first's axis, as tall as the tallest."""
-    _, u, _, _ = _axes(quads[0])
+    _, u, _, _ = quad_axes(quads[0])
     n = np.array([-u[1], u[0]], np.float32)
     pts = np.concatenate(quads)
     s, t = pts @ u, pts @ n
     mid = (t.min() + t.max()) / 2
-    half = max(_axes(q)[3] for q in quads) / 2
+    half = max(quad_axes(q)[3] for q in quads) / 2
     corners = [(s.min(), mid - half), (s.max(), mid - half), (s.max(), mid + half)]
     corners.append((s.min(), mid + half))
     return order_quad(np.array([a * u + b * n for a, b in corners], np.float32))
@@ -230,6 +226,13 @@ def join_fragments(dets: list[Detection], w: int, h: int) -> list[Detection]:
         joined.append(Detection(quad, quad_box(quad, w, h), score, parts))
     inside = {id(p) for d in joined for p in d.parts}
     return joined + [d for d in dets if id(d) not in inside]
+
+
+def _add_new(found: list[Detection], more: list[Detection]) -> None:
+    """Append the lines of a second pass that no line already found duplicates, each once."""
+    for det in more:
+        if not any(_duplicate(det.box, k.box) for k in found):
+            found.append(det)
 
 
 def _cut_by_tile(box: dict[str, int], x0: int, y0: int, tw: int, th: int, w: int, h: int) -> bool:

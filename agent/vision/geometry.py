@@ -113,6 +113,15 @@ def _square_to_quad(q: list[tuple[float, float]]) -> tuple[float, ...]:
     return (x1 - x0 + g * x1, x3 - x0 + h * x3, x0, y1 - y0 + g * y1, y3 - y0 + h * y3, y0, g, h)
 
 
+def quad_axes(quad: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Centre, unit vector along the line, length and height of an ordered quad."""
+    q = np.asarray(quad, np.float32)
+    along = (q[1] - q[0] + q[2] - q[3]) / 2
+    length = float(np.linalg.norm(along))
+    height = float(np.linalg.norm((q[3] - q[0] + q[2] - q[1]) / 2))
+    return q.mean(axis=0), along / max(length, 1e-6), length, height
+
+
 def expand_quad(quad: np.ndarray, along: float, across: float) -> np.ndarray:
     """Grow an ordered quad by fractions of its length (along) and height (across)."""
     q = np.asarray(quad, np.float32)
