@@ -135,15 +135,6 @@ def test_sigterm_flushes_and_exits_within_ten_seconds(
         assert msgs_of_visit[-1]["type"] == "end"  # nothing left open
 
 
-@pytest.mark.xfail(
-    reason=(
-        "flaky (2 of 3 local runs, 2026-12-01): the restarted agent, whose source ends after "
-        "one blank frame, often exits before its MQTT connection is up, so the outbox rows "
-        "stay queued (not lost) instead of arriving within 20 s; test_faults covers the "
-        "kill-and-restart guarantee with a long-running agent (issue 5)"
-    ),
-    strict=False,
-)
 def test_killed_agent_delivers_its_outbox_after_restart(
     cli: list[str], tmp_path: Path, broker_factory: Any
 ) -> None:

@@ -17,6 +17,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,7 +155,8 @@ def load_or_make(
             with np.load(path) as z:
                 logger.info("loaded %s", path)
                 return z["x"], z["y"], [str(k) for k in z["kinds"]]
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            # A truncated file (disk full, killed run) is regenerated, not fatal.
             logger.warning("ignoring unreadable cache %s: %s", path, exc)
     x, y, kinds = make_arrays(seed, n, workers, height, width, progress)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,10 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import re
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -155,8 +157,8 @@ def _chunk(args: tuple[int, int, int]) -> dict[str, np.ndarray]:
     }
 
 
-def _jobs(seed: int, n: int, chunk: int) -> Iterator[tuple[int, int, int]]:
-    for start in range(0, n, chunk):
+def _jobs(seed: int, n: int, chunk: int, first: int = 0) -> Iterator[tuple[int, int, int]]:
+    for start in range(first, n, chunk):
         yield seed, start, min(n, start + chunk)
 
 
@@ -190,14 +192,21 @@ def map_scenes(
 
 
 def make_split(
-    seed: int, n: int, workers: int = 2, progress: bool = True, chunk: int = CHUNK
+    seed: int,
+    n: int,
+    workers: int = 2,
+    progress: bool = True,
+    chunk: int = CHUNK,
+    first: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Arrays of ``n`` scenes of ``seed``: x, y, w and the VIN quads in input pixels
-    (``owner`` = scene index, ``frame_h`` = height in frame pixels); worker-count independent."""
+    """Arrays of scenes ``first`` to ``n`` of ``seed``: x, y, w and the VIN quads in input
+    pixels (``owner`` = scene index, ``frame_h`` = height in frame pixels); worker-count
+    independent."""
     t0 = time.perf_counter()
-    parts = list(map_scenes(_chunk, list(_jobs(seed, n, chunk)), workers, progress, n))
+    jobs = list(_jobs(seed, n, chunk, first))
+    parts = list(map_scenes(_chunk, jobs, workers, progress, n - first))
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
-    logger.info("generated %d scenes in %.1f s", n, time.perf_counter() - t0)
+    logger.info("generated %d scenes in %.1f s", n - first, time.perf_counter() - t0)
     return out
 
 
@@ -215,17 +224,44 @@ def load_or_make(
 ) -> dict[str, np.ndarray]:
     """``make_split`` through an uncompressed .npz cache (noisy frames barely compress)."""
     path = cache_path(seed, n, cache_dir)
-    if path.exists():
-        try:
-            with np.load(path) as z:
-                logger.info("loaded %s", path)
-                return {k: z[k] for k in z.files}
-        except (OSError, KeyError, ValueError) as exc:
-            logger.warning("ignoring unreadable cache %s: %s", path, exc)
-    data = make_split(seed, n, workers)
+    data = _load(path)
+    if data is not None:
+        return data
+    # Scenes are seeded one by one, so a smaller cache of the same seed is a prefix of this
+    # split: extending it renders only the new scenes (8,000 take 6 minutes on 2 cores).
+    prefix, first = _largest_prefix(seed, n, path.parent)
+    data = make_split(seed, n, workers, first=first)
+    if prefix is not None:
+        data = {k: np.concatenate([prefix[k], data[k]]) if k in data else prefix[k] for k in prefix}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **data)
     tmp.replace(path)
     logger.info("cached %s", path)
     return data
+
+
+def _load(path: Path) -> dict[str, np.ndarray] | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            logger.info("loaded %s", path)
+            return {k: z[k] for k in z.files}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        logger.warning("ignoring unreadable cache %s: %s", path, exc)
+        return None
+
+
+def _largest_prefix(seed: int, n: int, root: Path) -> tuple[dict[str, np.ndarray] | None, int]:
+    """The largest cached split of ``seed`` smaller than ``n``, and its size (0 if none)."""
+    sizes = []
+    for p in root.glob(cache_path(seed, 0, root).name.replace("_n0_", "_n*_")):
+        m = re.search(r"_n(\d+)_", p.name)
+        if m and 0 < int(m.group(1)) < n:
+            sizes.append(int(m.group(1)))
+    for size in sorted(sizes, reverse=True):
+        data = _load(cache_path(seed, size, root))
+        if data is not None:
+            return data, size
+    return None, 0

@@ -200,7 +200,10 @@ class MqttPublisher:
     def stop(self, timeout: float = 5.0) -> None:
         """Flush the outbox for up to ``timeout`` s, announce ``offline``, disconnect.
 
-        Undelivered events stay in the outbox for the next start.
+        The flush includes waiting for a connection still being made: a short-lived run
+        (one file, a replay) often ends before its first CONNACK, and its events belong
+        on the broker now, not at the next start. Undelivered events stay in the outbox
+        for the next start.
         """
         if not self._started or self._stopping:
             return
@@ -208,7 +211,8 @@ class MqttPublisher:
         reserve = min(1.0, timeout / 4)  # for "offline" and the disconnect
         with self._acked_cond:
             self._stopping = True
-            while self._link_up and not self._idle and self._outbox.depth() > 0:
+            # _link_up flips without a notify (paho's thread): the short wait polls it.
+            while not (self._link_up and self._idle) and self._outbox.depth() > 0:
                 left = deadline - reserve - time.monotonic()
                 if left <= 0:
                     break
@@ -267,6 +271,7 @@ class MqttPublisher:
     ) -> None:
         with self._lock:
             was_up, self._link_up = self._link_up, False
+            self._idle = False  # rows in flight go again after the reconnect
             stopping = self._stopping
         if was_up and not stopping:
             logger.warning(

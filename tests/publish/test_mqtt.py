@@ -141,6 +141,20 @@ def test_stop_flushes_what_it_can(broker: MosquittoBroker, stack: Any) -> None:
     assert payloads(msgs, "vin/dev/available")[-1] == b"offline"
 
 
+
+def test_stop_before_the_first_connack_still_flushes(broker: MosquittoBroker, stack: Any) -> None:
+    """A short-lived run (one image, a replay) may stop before its connection is up; its
+    events must reach the broker within the flush timeout, not wait for the next start."""
+    sub = stack("collector", broker.host, broker.port)
+    pub = stack("publisher", host=broker.host, port=broker.port)
+    for i in range(5):
+        pub.publish_event("cam", {"id": f"e{i}"})
+    pub.start()
+    pub.stop(timeout=5)  # microseconds after connect_async: no CONNACK yet
+    assert pub.stats()["outbox"]["depth"] == 0
+    msgs = sub.wait_for(lambda m: len(event_ids(m)) >= 5)
+    assert event_ids(msgs) == [f"e{i}" for i in range(5)]
+
 _CHILD = """
 import logging, sys, time
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
