@@ -141,7 +141,6 @@ def test_stop_flushes_what_it_can(broker: MosquittoBroker, stack: Any) -> None:
     assert payloads(msgs, "vin/dev/available")[-1] == b"offline"
 
 
-
 def test_stop_before_the_first_connack_still_flushes(broker: MosquittoBroker, stack: Any) -> None:
     """A short-lived run (one image, a replay) may stop before its connection is up; its
     events must reach the broker within the flush timeout, not wait for the next start."""
@@ -154,6 +153,7 @@ def test_stop_before_the_first_connack_still_flushes(broker: MosquittoBroker, st
     assert pub.stats()["outbox"]["depth"] == 0
     msgs = sub.wait_for(lambda m: len(event_ids(m)) >= 5)
     assert event_ids(msgs) == [f"e{i}" for i in range(5)]
+
 
 _CHILD = """
 import logging, sys, time
