@@ -92,6 +92,23 @@ def pad_quad(quad: np.ndarray) -> np.ndarray:
     return expand_quad(q, along=PAD_ENDS * height * 2 / length, across=PAD_ABOVE_BELOW * 2)
 
 
+def rejection(read: Read, forced: float) -> str | None:
+    """Why the VIN rules refuse an OCR read of one line (a ``Miss`` reason), or None.
+
+    ``forced`` is the cost of aligning the line's columns into 17 characters
+    (``Recognizer.aligned``). The threshold is applied separately.
+    """
+    if forced > MAX_FORCED_COST:
+        # A line of 16 or 18 characters: any 17 read from it is invented.
+        return "not_17_characters"
+    if read.decoded.checksum_required and not read.decoded.checksum_valid:
+        return "checksum_failed"
+    if not read.decoded.checksum_valid and not vin.known_wmi(read.vin):
+        # Nothing verifies this read: a label's GVWR or part-number line forced
+        # into 17 VIN characters must at least name a known manufacturer.
+        return "unknown_manufacturer"
+    return None
+
 class Reader:
     """Models loaded once; ``read_frame`` is safe to call for every frame."""
 
@@ -138,15 +155,9 @@ class Reader:
         if det.height_px < MIN_LINE_HEIGHT_PX:
             return Miss(det.box, "too_small")
         read, forced = self.recognize(frame, det)
-        if forced > MAX_FORCED_COST:
-            # A line of 16 or 18 characters: any 17 read from it is invented.
-            return Miss(det.box, "not_17_characters", read.vin, read.confidence)
-        if read.decoded.checksum_required and not read.decoded.checksum_valid:
-            return Miss(det.box, "checksum_failed", read.vin, read.confidence)
-        if not read.decoded.checksum_valid and not vin.known_wmi(read.vin):
-            # Nothing verifies this read: a label's GVWR or part-number line forced
-            # into 17 VIN characters must at least name a known manufacturer.
-            return Miss(det.box, "unknown_manufacturer", read.vin, read.confidence)
+        reason = rejection(read, forced)
+        if reason is not None:
+            return Miss(det.box, reason, read.vin, read.confidence)
         return LineRead(
             read.vin,
             read.confidence,

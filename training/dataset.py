@@ -26,6 +26,7 @@ import numpy as np
 
 from agent.vin import ALPHABET
 from training.crops import GENERATOR_VERSION, preprocess, render_crop
+from training.vins import MAX_TARGET_CHARS, readable_chars, sample_negative_text
 
 logger = logging.getLogger(__name__)
 
@@ -43,20 +44,33 @@ def encode(vin: str) -> np.ndarray:
     return np.array([_INDEX[c] for c in vin], np.int32)
 
 
+def encode_padded(text: str, width: int = MAX_TARGET_CHARS) -> np.ndarray:
+    """The CTC target of any printed line (``vins.readable_chars``), padded with -1."""
+    idx = [_INDEX[c] for c in readable_chars(text)][:width]
+    return np.array(idx + [-1] * (width - len(idx)), np.int32)
+
+
+def pad_labels(y: np.ndarray, width: int = MAX_TARGET_CHARS) -> np.ndarray:
+    """17-wide VIN labels widened with -1 so they stack with negatives' targets."""
+    out = np.full((len(y), width), -1, np.int32)
+    out[:, : y.shape[1]] = y
+    return out
+
+
 def _init_worker() -> None:
     # One OpenCV thread per worker process: the workers already fill the cores.
     cv2.setNumThreads(1)
 
 
 def _chunk(
-    args: tuple[np.random.SeedSequence, int, int, int],
+    args: tuple[np.random.SeedSequence, int, int, int, bool],
 ) -> tuple[np.ndarray, list[str], list[str]]:
-    seq, n, height, width = args
+    seq, n, height, width, negatives = args
     rng = np.random.default_rng(seq)
     x = np.empty((n, height, width), np.uint8)
     vins, kinds = [], []
     for i in range(n):
-        img, vin, kind = render_crop(rng)
+        img, vin, kind = render_crop(rng, sample_negative_text(rng) if negatives else None)
         x[i] = preprocess(img, height, width)
         vins.append(vin)
         kinds.append(kind)
@@ -73,10 +87,14 @@ def _progress(done: int, total: int, t0: float) -> None:
     sys.stderr.flush()
 
 
-def _jobs(seed: int, n: int, height: int, width: int, chunk: int) -> Iterator[tuple]:
+def _jobs(
+    seed: int, n: int, height: int, width: int, chunk: int, negatives: bool = False
+) -> Iterator[tuple]:
     sizes = [min(chunk, n - i) for i in range(0, n, chunk)]
-    for seq, size in zip(np.random.SeedSequence(seed).spawn(len(sizes)), sizes, strict=True):
-        yield seq, size, height, width
+    # Negatives of a seed are their own stream: adding them leaves its VIN crops unchanged.
+    root = np.random.SeedSequence([seed, 1] if negatives else seed)
+    for seq, size in zip(root.spawn(len(sizes)), sizes, strict=True):
+        yield seq, size, height, width, negatives
 
 
 def make_samples(
@@ -87,9 +105,11 @@ def make_samples(
     width: int = 320,
     progress: bool = True,
     chunk: int = CHUNK,
+    negatives: bool = False,
 ) -> tuple[np.ndarray, list[str], list[str]]:
-    """(images n x H x W uint8, VIN strings, kinds), identical for any ``workers``."""
-    jobs = list(_jobs(seed, n, height, width, chunk))
+    """(images n x H x W uint8, VIN strings, kinds), identical for any ``workers``;
+    with ``negatives``, lines that are not VINs (``vins.sample_negative_text``)."""
+    jobs = list(_jobs(seed, n, height, width, chunk, negatives))
     xs, vins, kinds = [], [], []
     t0 = time.perf_counter()
     done = 0
@@ -124,19 +144,28 @@ def make_arrays(
     width: int = 320,
     progress: bool = True,
     chunk: int = CHUNK,
+    negatives: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(images n x H x W uint8, labels n x 17 int32 alphabet indices, kinds)."""
-    x, vins, kinds = make_samples(seed, n, workers, height, width, progress, chunk)
-    y = np.stack([encode(v) for v in vins]) if vins else np.empty((0, 17), np.int32)
+    """(images n x H x W uint8, labels n x 17 int32 alphabet indices, kinds); negatives'
+    labels are ``encode_padded`` targets, n x MAX_TARGET_CHARS."""
+    x, texts, kinds = make_samples(seed, n, workers, height, width, progress, chunk, negatives)
+    enc, width_y = (encode_padded, MAX_TARGET_CHARS) if negatives else (encode, 17)
+    y = np.stack([enc(t) for t in texts]) if texts else np.empty((0, width_y), np.int32)
     return x, y, kinds
 
 
 def cache_path(
-    seed: int, n: int, height: int = 32, width: int = 320, cache_dir: Path | str | None = None
+    seed: int,
+    n: int,
+    height: int = 32,
+    width: int = 320,
+    cache_dir: Path | str | None = None,
+    negatives: bool = False,
 ) -> Path:
     """Where ``load_or_make`` keeps these arrays; the generator version is in the name."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return root / f"{GENERATOR_VERSION}_s{seed}_n{n}_{height}x{width}.npz"
+    neg = "_neg" if negatives else ""
+    return root / f"{GENERATOR_VERSION}{neg}_s{seed}_n{n}_{height}x{width}.npz"
 
 
 def load_or_make(
@@ -147,9 +176,10 @@ def load_or_make(
     width: int = 320,
     cache_dir: Path | str | None = None,
     progress: bool = True,
+    negatives: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``make_arrays`` through an .npz cache keyed by seed, n, size and generator version."""
-    path = cache_path(seed, n, height, width, cache_dir)
+    path = cache_path(seed, n, height, width, cache_dir, negatives)
     if path.exists():
         try:
             with np.load(path) as z:
@@ -158,7 +188,7 @@ def load_or_make(
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             # A truncated file (disk full, killed run) is regenerated, not fatal.
             logger.warning("ignoring unreadable cache %s: %s", path, exc)
-    x, y, kinds = make_arrays(seed, n, workers, height, width, progress)
+    x, y, kinds = make_arrays(seed, n, workers, height, width, progress, negatives=negatives)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, x=x, y=y, kinds=np.array(kinds))

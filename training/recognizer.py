@@ -37,15 +37,14 @@ logger = logging.getLogger(__name__)
 
 
 def load_split(
-    seed: int, n: int, workers: int, cache_dir: Path | None
+    seed: int, n: int, workers: int, cache_dir: Path | None, negatives: bool = False
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     from training import dataset
 
+    size = {"height": INPUT_HEIGHT, "width": INPUT_WIDTH, "negatives": negatives}
     if cache_dir is None:
-        return dataset.make_arrays(seed, n, workers=workers, height=INPUT_HEIGHT, width=INPUT_WIDTH)
-    return dataset.load_or_make(
-        seed, n, workers=workers, height=INPUT_HEIGHT, width=INPUT_WIDTH, cache_dir=cache_dir
-    )
+        return dataset.make_arrays(seed, n, workers=workers, **size)
+    return dataset.load_or_make(seed, n, workers=workers, cache_dir=cache_dir, **size)
 
 
 def easy_crops(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -134,6 +133,32 @@ def evaluate_logits(
     return out
 
 
+def reader_verdicts(logits: np.ndarray, calibrator: Any) -> list[tuple[str, str | None]]:
+    """(VIN, None) for each crop the reader would publish, (VIN or "", miss reason) else:
+    the agent's own length, checksum and manufacturer rules and its threshold."""
+    from agent.reader import rejection
+    from agent.vision.calibration import required_confidence
+    from agent.vision.ctc import align
+    from agent.vision.recognizer import Read
+
+    out: list[tuple[str, str | None]] = []
+    for frame_logits in logits:
+        try:
+            probs, forced = align(softmax(frame_logits))
+        except AlignmentError:
+            out.append(("", "not_17_characters"))
+            continue
+        decoded = decode(probs, "auto", k=5)
+        read = Read(decoded.vin, calibrator.confidence(decoded), decoded, probs)
+        reason = rejection(read, forced)
+        if reason is None and read.confidence < required_confidence(
+            DEFAULT_MIN_CONFIDENCE, decoded.checksum_valid, "ocr"
+        ):
+            reason = "below_threshold"
+        out.append((read.vin, reason))
+    return out
+
+
 def batches(
     x: np.ndarray, y: np.ndarray, batch: int, seed: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -167,6 +192,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         x_easy, y_easy = easy_crops(args.seed + 1000, args.n_easy)
         x_train = np.concatenate([x_train, x_easy])
         y_train = np.concatenate([y_train, y_easy.astype(y_train.dtype)])
+    x_neg_test, _, _ = load_split(args.test_seed, args.n_neg_test, args.workers, cache, True)
+    if args.n_neg:
+        from training.dataset import pad_labels
+
+        x_neg, y_neg, _ = load_split(args.seed, args.n_neg, args.workers, cache, True)
+        x_train = np.concatenate([x_train, x_neg])
+        y_train = np.concatenate([pad_labels(y_train), y_neg])
     t_data = time.time() - t0
     logger.info(
         "data ready in %.0f s: train %d, calib %d, test %d",
@@ -185,10 +217,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     def ctc_loss(y_true: Any, y_pred: Any) -> Any:
         batch = tf.shape(y_pred)[0]
+        # Targets are padded with -1: VINs have 17 characters, negatives any number.
+        y = tf.cast(y_true, tf.int32)
         loss = tf.nn.ctc_loss(
-            labels=tf.cast(y_true, tf.int32),
+            labels=tf.maximum(y, 0),
             logits=y_pred,
-            label_length=tf.fill([batch], 17),
+            label_length=tf.reduce_sum(tf.cast(y >= 0, tf.int32), axis=1),
             logit_length=tf.fill([batch], tf.shape(y_pred)[1]),
             logits_time_major=False,
             blank_index=len(ALPHABET),
@@ -236,7 +270,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     run = tflite_runner(content, threads=args.threads)
     cal_eval = evaluate_logits(run(x_cal[..., None]), labels_to_text(y_cal))
     calibrator, cal_fit = fit_calibrator(cal_eval["decoded"], labels_to_text(y_cal))
-    int8 = evaluate_logits(run(x_test[..., None]), truth_test, calibrator)
+    test_logits = run(x_test[..., None])
+    int8 = evaluate_logits(test_logits, truth_test, calibrator)
+    verdicts = reader_verdicts(test_logits, calibrator)
+    published = [v == t for (v, r), t in zip(verdicts, truth_test, strict=True) if r is None]
+    neg_verdicts = (
+        reader_verdicts(run(x_neg_test[..., None]), calibrator) if len(x_neg_test) else []
+    )
+    neg_reasons: dict[str, int] = {}
+    for _, reason in neg_verdicts:
+        neg_reasons[str(reason)] = neg_reasons.get(str(reason), 0) + 1
 
     by_kind: dict[str, float] = {}
     for kind in sorted(set(kinds_test)):
@@ -257,12 +300,19 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "min_confidence": DEFAULT_MIN_CONFIDENCE,
         "exact_by_kind": by_kind,
         "calibration_fit": cal_fit,
+        # Through the reader's rules as well as its threshold (reader.rejection).
+        "published_by_reader": len(published) / max(len(truth_test), 1),
+        "wrong_published_by_reader": published.count(False) / max(len(truth_test), 1),
+        "n_negatives_test": len(neg_verdicts),
+        "negatives_published": neg_reasons.get("None", 0) / max(len(neg_verdicts), 1),
+        "negatives_by_reason": neg_reasons,
     }
     training_info = {
         "command": "python -m training.recognizer " + shlex.join(sys.argv[1:]),
         "seed": args.seed,
         "calib_seed": args.calib_seed,
         "n_train": len(x_train),
+        "n_negatives": args.n_neg,
         "n_calib": len(x_cal),
         "n_representative": min(args.n_rep, len(x_train)),
         "epochs_run": round(epochs_done, 2),
@@ -318,6 +368,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--n-easy", type=int, default=20_000, help="clean curriculum lines mixed into training"
     )
+    p.add_argument(
+        "--n-neg",
+        type=int,
+        default=0,
+        help="lines that are not VINs mixed into training, read as what they are",
+    )
+    p.add_argument(
+        "--n-neg-test",
+        type=int,
+        default=2_000,
+        help="held-out lines that are not VINs: how many would the reader publish?",
+    )
     p.add_argument("--epochs", type=int, default=12, help="0: only export --init-from")
     p.add_argument(
         "--n-rep",
@@ -345,6 +407,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.tiny:
         args.n_train, args.n_calib, args.n_test, args.n_easy = 256, 64, 64, 64
+        args.n_neg, args.n_neg_test = min(args.n_neg, 64), 32
         args.epochs, args.batch, args.width_mult = 1, 32, 0.25
         args.no_cache = True
         args.version = "0.0.0-tiny"

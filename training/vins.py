@@ -205,3 +205,39 @@ def sample_context_line(rng: np.random.Generator, kind: str) -> str:
         screen = ("Vehicle details", "VIN", "Make  Model  Year", "Odometer", "Copy VIN")
         return screen[rng.integers(len(screen))]
     return sample_distractor(rng)
+
+
+#: Longest target a negative line may have: the recognizer's 80 output columns
+#: must hold it with the blanks that repeated characters need between them.
+MAX_TARGET_CHARS = 32
+_CONTEXT_KINDS = ("door_label", "document", "metal_plate", "windshield_label", "screen")
+
+
+def readable_chars(text: str) -> str:
+    """What a VIN reader should output for a printed line: its characters that are in
+    the VIN alphabet, in order. Lower case, I, O, Q and punctuation read as nothing."""
+    return "".join(c for c in text if c in ALPHABET)
+
+
+def sample_negative_text(rng: np.random.Generator) -> str:
+    """A line that is not a VIN, whose readable characters are never exactly 17.
+
+    Trained on VIN lines only, the recognizer learns that every line holds 17
+    characters and invents them from label lines and part numbers; read as what
+    they are, such lines fail the length rule instead of passing as VINs.
+    """
+    for _ in range(100):
+        u = rng.random()
+        if u < 0.45:
+            text = sample_distractor(rng)
+        elif u < 0.8:
+            text = sample_context_line(rng, _CONTEXT_KINDS[rng.integers(len(_CONTEXT_KINDS))])
+        else:  # part and serial numbers of VIN characters, any length but 17
+            n = int(rng.choice([*range(5, 17), *range(18, 25)]))
+            text = _pick(rng, ALPHABET, n)
+            if rng.random() < 0.4:
+                cut = int(rng.integers(2, n - 1))
+                text = f"{text[:cut]}-{text[cut:]}"
+        if 0 < len(readable_chars(text)) <= MAX_TARGET_CHARS and len(readable_chars(text)) != 17:
+            return text
+    return "GVWR 2200 KG"

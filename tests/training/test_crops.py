@@ -131,3 +131,36 @@ def test_hershey_fallback_renders_without_font_files(tmp_path: Path) -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, timeout=120, check=False
     )
     assert proc.returncode == 0, proc.stderr.decode()
+
+
+def test_readable_chars_keeps_only_what_a_vin_reader_may_output() -> None:
+    """Negatives' CTC targets: I, O, Q, lower case and punctuation must read as nothing,
+    or the recognizer would learn to output characters no VIN contains."""
+    assert vins.readable_chars("GVWR: 2350 kg (5181 LB)") == "GVWR23505181LB"
+    assert vins.readable_chars("1P4G33W085VI60676") == "1P4G33W085V60676"
+    assert vins.readable_chars("OQI-") == ""
+
+
+def test_negative_lines_never_have_seventeen_readable_characters() -> None:
+    """A negative read as exactly 17 characters would teach the model that label lines are
+    VINs: the opposite of why negatives exist."""
+    rng = np.random.default_rng(3)
+    lengths = [len(vins.readable_chars(vins.sample_negative_text(rng))) for _ in range(2000)]
+    assert 17 not in lengths
+    assert min(lengths) >= 1 and max(lengths) <= vins.MAX_TARGET_CHARS
+    assert len(set(lengths)) > 10  # short label lines and long part numbers alike
+
+
+def test_negative_arrays_are_padded_targets_from_their_own_stream() -> None:
+    """Negatives of a seed must not shift its VIN crops (cached training sets stay valid),
+    and their labels are -1-padded targets the CTC loss can read."""
+    x, y, _ = dataset.make_arrays(5, 12, workers=1, progress=False, chunk=5, negatives=True)
+    assert x.shape == (12, 32, 320) and y.shape == (12, vins.MAX_TARGET_CHARS)
+    lengths = (y >= 0).sum(axis=1)
+    assert lengths.min() >= 1 and 17 not in lengths
+    for row, n in zip(y, lengths, strict=True):  # targets first, then only padding
+        assert (row[:n] >= 0).all() and (row[n:] == -1).all()
+    vin_x, _, _ = dataset.make_arrays(5, 12, workers=1, progress=False, chunk=5)
+    assert not np.array_equal(x, vin_x)
+    wide = dataset.pad_labels(dataset.make_arrays(5, 3, workers=1, progress=False)[1])
+    assert wide.shape == (3, vins.MAX_TARGET_CHARS) and (wide[:, 17:] == -1).all()

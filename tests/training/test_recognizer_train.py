@@ -25,7 +25,9 @@ def test_tiny_training_exports_int8_model_the_agent_loads(tmp_path: Path) -> Non
 
     out = tmp_path / "models"
     assert (
-        train_recognizer.main(["--tiny", "--out", str(out), "--threads", "1", "--workers", "1"])
+        train_recognizer.main(
+            ["--tiny", "--out", str(out), "--threads", "1", "--workers", "1", "--n-neg", "32"]
+        )
         == 0
     )
 
@@ -33,7 +35,13 @@ def test_tiny_training_exports_int8_model_the_agent_loads(tmp_path: Path) -> Non
     assert [r["ok"] for r in verify_all(manifest)] == [True]
     entry = json.loads((out / "manifest.json").read_text())["models"]["recognizer"]
     assert entry["training"]["generator_version"]
-    assert {"int8_exact", "float_exact", "ece"} <= set(entry["metrics"])
+    metrics = entry["metrics"]
+    assert {"int8_exact", "float_exact", "ece"} <= set(metrics)
+    # Negatives went into training and the reader's rules were applied to held-out ones.
+    assert entry["training"]["n_negatives"] == 32 and metrics["n_negatives_test"] == 32
+    assert sum(metrics["negatives_by_reason"].values()) == 32
+    assert 0.0 <= metrics["negatives_published"] <= 1.0
+    assert 0.0 <= metrics["wrong_published_by_reader"] <= metrics["published_by_reader"] <= 1.0
 
     rec = Recognizer(manifest)
     assert rec.model.input_dtype == np.uint8
