@@ -109,6 +109,7 @@ def rejection(read: Read, forced: float) -> str | None:
         return "unknown_manufacturer"
     return None
 
+
 class Reader:
     """Models loaded once; ``read_frame`` is safe to call for every frame."""
 

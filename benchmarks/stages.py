@@ -33,7 +33,7 @@ from agent.vin import ALPHABET, ChecksumPolicy
 from agent.vision.barcodes import read_barcodes
 from agent.vision.ctc import slot_probabilities
 from agent.vision.detector import Detector, quads_from_map, sigmoid
-from agent.vision.geometry import Letterbox, quad_box, rectify
+from agent.vision.geometry import Letterbox, quad_box, quad_height, rectify
 from agent.vision.manifest import ModelError, load_manifest
 from agent.vision.recognizer import Recognizer, preprocess, softmax
 from agent.vision.runtime import RuntimeConfig
@@ -112,8 +112,7 @@ def _check_mirror(rec: Recognizer, crop: np.ndarray, probs: np.ndarray) -> None:
         raise RuntimeError("benchmark recognizer stages no longer match Recognizer.probabilities")
 
 
-def _line_height(q: np.ndarray) -> float:
-    return float((np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2)
+_line_height = quad_height
 
 
 def stage_breakdown(

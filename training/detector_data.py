@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from agent.vision.detector import INPUT_HEIGHT, INPUT_WIDTH, SHRINK_ACROSS, SHRINK_ALONG, STRIDE
-from agent.vision.geometry import Letterbox, expand_quad, letterbox
+from agent.vision.geometry import Letterbox, expand_quad, letterbox, quad_height
 from training.scenes import GENERATOR_VERSION, Scene, render_scene, scene_rng
 
 logger = logging.getLogger(__name__)
@@ -53,10 +53,6 @@ def to_input(points: np.ndarray, lb: Letterbox) -> np.ndarray:
 def to_map(points: np.ndarray) -> np.ndarray:
     """Detector input pixels -> map pixels with map pixel centres at integers."""
     return ((np.asarray(points, np.float32) + 0.5) / STRIDE - 0.5).astype(np.float32)
-
-
-def quad_height(q: np.ndarray) -> float:
-    return float((np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2)
 
 
 def shrink(quad: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from agent.vision.geometry import quad_height
 from training.carriers import KIND_WEIGHTS, KINDS, weighted_index
 from training.scene_parts import (
     NEAR_MISS,
@@ -64,8 +65,7 @@ class Line:
 
     @property
     def height(self) -> float:
-        q = self.quad
-        return float((np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2)
+        return quad_height(self.quad)
 
 
 @dataclass
@@ -120,7 +120,7 @@ class _Canvas:
         """
         ph, pw = panel.shape[:2]
         corners = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32)
-        qh = float((np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1])) / 2)
+        qh = quad_height(quad)
         u = rng.random()
         angle = rng.normal(0, 6) if u < 0.75 else rng.uniform(-60, 60) if u < 0.9 else 0.0
         angle = np.deg2rad(rng.uniform(-180, 180) if u >= 0.97 else angle)

@@ -22,6 +22,7 @@ from agent.vision.geometry import (
     order_quad,
     quad_axes,
     quad_box,
+    quad_height,
 )
 from agent.vision.manifest import Manifest
 from agent.vision.runtime import RuntimeConfig, TFLiteModel
@@ -77,8 +78,7 @@ class Detection:
 
     @property
     def height_px(self) -> float:
-        q = self.quad
-        return float((np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2)
+        return quad_height(self.quad)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

@@ -113,6 +113,13 @@ def _square_to_quad(q: list[tuple[float, float]]) -> tuple[float, ...]:
     return (x1 - x0 + g * x1, x3 - x0 + h * x3, x0, y1 - y0 + g * y1, y3 - y0 + h * y3, y0, g, h)
 
 
+def quad_height(quad: np.ndarray) -> float:
+    """Height of an ordered quad (TL, TR, BR, BL): the mean of its two side edges, the
+    line height the detector, the reader's size rules and the training sets all use."""
+    q = np.asarray(quad, np.float32)
+    return float((np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2)
+
+
 def quad_axes(quad: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Centre, unit vector along the line, length and height of an ordered quad."""
     q = np.asarray(quad, np.float32)

@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("PIL", reason="the generator renders fonts with Pillow (dev/train extras)")
 
 from agent.vision.detector import STRIDE, quads_from_map
+from agent.vision.geometry import quad_height
 from training import crops, detector_data, scene_parts, scenes, vins
 from training.detector_eval import match, polygon_iou
 
@@ -146,7 +147,7 @@ def test_target_map_covers_each_line_and_inference_recovers_it(
         big = []
         for ln in sc.lines:
             qi = detector_data.to_input(ln.quad, lb)
-            hin = detector_data.quad_height(qi)
+            hin = quad_height(qi)
             if hin < detector_data.MIN_INPUT_HEIGHT:
                 continue
             core = np.zeros_like(y)
