@@ -24,14 +24,13 @@ from typing import Any
 import numpy as np
 
 from agent.vin import ALPHABET
-from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE, expected_calibration_error
-from agent.vision.ctc import AlignmentError, slot_probabilities
-from agent.vision.decoding import decode
-from agent.vision.recognizer import INPUT_HEIGHT, INPUT_WIDTH, preprocess, softmax
+from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE
+from agent.vision.recognizer import INPUT_HEIGHT, INPUT_WIDTH, preprocess
 from training import loop
 from training.calibrate import fit_calibrator
 from training.export import dense_as_conv1x1, tflite_runner, to_int8_tflite, write_model
 from training.loop import jitter_lut
+from training.recognizer_eval import evaluate_logits, labels_to_text, reader_verdicts
 
 logger = logging.getLogger(__name__)
 
@@ -87,76 +86,6 @@ def easy_crops(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         x[i] = preprocess(np.clip(noisy, 0, 255).astype(np.uint8))
         y[i] = [ALPHABET.index(c) for c in vin]
     return x, y
-
-
-def labels_to_text(y: np.ndarray) -> list[str]:
-    return ["".join(ALPHABET[i] for i in row) for row in y]
-
-
-def evaluate_logits(
-    logits: np.ndarray, truth: list[str], calibrator: Any | None = None
-) -> dict[str, Any]:
-    """Exact/char accuracy after constrained decoding, and calibration metrics.
-
-    Goes through the agent's own path: softmax, CTC columns to 17 slots,
-    constrained decode.
-    """
-    probs = []
-    for frame_logits in logits:
-        try:
-            probs.append(slot_probabilities(softmax(frame_logits)))
-        except AlignmentError:
-            probs.append(np.full((17, len(ALPHABET)), 1.0 / len(ALPHABET)))
-    decoded = [decode(p, "auto", k=5) for p in probs]
-    exact = np.array([d.vin == t for d, t in zip(decoded, truth, strict=True)])
-    raw_exact = np.array([d.raw == t for d, t in zip(decoded, truth, strict=True)])
-    chars = np.mean(
-        [
-            sum(a == b for a, b in zip(d.vin, t, strict=True)) / 17
-            for d, t in zip(decoded, truth, strict=True)
-        ]
-    )
-    out: dict[str, Any] = {
-        "n": len(truth),
-        "exact": float(exact.mean()),
-        "exact_unconstrained": float(raw_exact.mean()),
-        "char_accuracy": float(chars),
-        "decoded": decoded,
-    }
-    if calibrator is not None:
-        conf = np.array([calibrator.confidence(d) for d in decoded])
-        published = conf >= DEFAULT_MIN_CONFIDENCE
-        out["ece"] = expected_calibration_error(conf, exact)
-        out["published"] = float(published.mean())
-        out["wrong_published"] = float((published & ~exact).mean())
-        out["min_confidence"] = DEFAULT_MIN_CONFIDENCE
-    return out
-
-
-def reader_verdicts(logits: np.ndarray, calibrator: Any) -> list[tuple[str, str | None]]:
-    """(VIN, None) for each crop the reader would publish, (VIN or "", miss reason) else:
-    the agent's own length, checksum and manufacturer rules and its threshold."""
-    from agent.reader import rejection
-    from agent.vision.calibration import required_confidence
-    from agent.vision.ctc import align
-    from agent.vision.recognizer import Read
-
-    out: list[tuple[str, str | None]] = []
-    for frame_logits in logits:
-        try:
-            probs, forced = align(softmax(frame_logits))
-        except AlignmentError:
-            out.append(("", "not_17_characters"))
-            continue
-        decoded = decode(probs, "auto", k=5)
-        read = Read(decoded.vin, calibrator.confidence(decoded), decoded, probs)
-        reason = rejection(read, forced)
-        if reason is None and read.confidence < required_confidence(
-            DEFAULT_MIN_CONFIDENCE, decoded.checksum_valid, "ocr"
-        ):
-            reason = "below_threshold"
-        out.append((read.vin, reason))
-    return out
 
 
 def batches(
