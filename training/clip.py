@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -20,21 +21,31 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from agent.vision.geometry import quad_axes
 from training.scenes import GENERATOR_VERSION, Scene, render_scene
 
 logger = logging.getLogger(__name__)
 
 #: Lines below this cap height are not what a gate camera is installed for.
 MIN_LINE_HEIGHT = 18.0
+#: Nor are steeply tilted ones: a gate camera is mounted level with the plates and
+#: labels it is there to read (whole-frame rotation is the `eval` set's job).
+MAX_TILT_DEG = 20.0
 
 
 def readable_scene(rng: np.random.Generator, width: int, height: int) -> Scene:
     """A scene with exactly one VIN, upright and large enough for a gate camera."""
     for _ in range(200):
         scene = render_scene(rng, width, height, rotation=0, n_vins=1)
-        if len(scene.lines) == 1 and scene.lines[0].height >= MIN_LINE_HEIGHT:
+        if len(scene.lines) == 1 and _gate_view(scene.lines[0].quad, scene.lines[0].height):
             return scene
     raise RuntimeError("no readable scene in 200 tries; check the generator")
+
+
+def _gate_view(quad: np.ndarray, height: float) -> bool:
+    _, along, _, _ = quad_axes(quad)
+    tilt = abs(math.degrees(math.atan2(float(along[1]), float(along[0]))))
+    return height >= MIN_LINE_HEIGHT and min(tilt, 180 - tilt) <= MAX_TILT_DEG
 
 
 def shake(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
