@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.publish.mqtt import MqttConfig
+from agent.reader import DEFAULT_MAX_LINES
 from agent.serve import ServeConfig
 from agent.sources import SourceConfig
 from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE
@@ -72,6 +73,13 @@ class ReaderConfig(BaseModel):
         False,
         description="also search each frame turned 90 degrees, for vertical lines (portrait "
         "photos, a camera on its side); one more detector pass per frame",
+    )
+    max_lines: int = Field(
+        DEFAULT_MAX_LINES,
+        ge=1,
+        le=1000,
+        description="read at most this many detected lines per frame, likeliest first, so "
+        "one frame full of text cannot stall the camera (each costs ~3 ms here)",
     )
     runtime: RuntimeConfig = Field(
         default_factory=RuntimeConfig, description="TFLite interpreter package and threads"

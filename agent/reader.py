@@ -32,6 +32,8 @@ MIN_LINE_HEIGHT_PX = 6.0
 #: Nats a crop may cost to be read as exactly 17 characters (``ctc.align``); above
 #: it the line is a miss ``not_17_characters`` instead of a read.
 MAX_FORCED_COST = 6.0
+#: Lines read per frame at most (``Reader.max_lines``), likeliest first.
+DEFAULT_MAX_LINES = 24
 #: Margins added around a detected line before rectifying, in line heights.
 PAD_ENDS = 0.5
 PAD_ABOVE_BELOW = 0.3
@@ -122,6 +124,7 @@ class Reader:
         barcodes: bool = True,
         tiles: bool = True,
         quarter_turn: bool = False,
+        max_lines: int = DEFAULT_MAX_LINES,
     ) -> None:
         manifest = load_manifest(models_dir)
         self.detector = Detector(manifest, runtime)
@@ -131,6 +134,7 @@ class Reader:
         self.barcodes = barcodes
         self.tiles = tiles
         self.quarter_turn = quarter_turn
+        self.max_lines = max_lines
         self.models = {
             "detector": {"version": self.detector.version, "sha256": self.detector.sha256},
             "recognizer": {"version": self.recognizer.version, "sha256": self.recognizer.sha256},
@@ -177,6 +181,9 @@ class Reader:
         if frame.ndim == 3:
             frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         detections = self.detector.detect(frame, self.tiles, self.quarter_turn)
+        if len(detections) > self.max_lines:
+            logger.debug("reading %d of %d lines (max_lines)", self.max_lines, len(detections))
+            detections = detections[: self.max_lines]  # detect() sorts them best first
         t1 = time.perf_counter()
         ocr_reads: list[LineRead] = []
         for det in detections:

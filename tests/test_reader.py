@@ -183,3 +183,22 @@ def test_recognizer_on_true_quads_of_the_samples(reader: Reader) -> None:
     assert len(confident_wrong) <= 1, confident_wrong
     assert total >= 15
     assert exact >= total // 2
+
+
+def test_max_lines_reads_only_the_likeliest_lines() -> None:
+    """A frame full of text must not cost one recognizer pass per line: the cap keeps the
+    detector's best lines and drops the rest, so nothing outside them is read."""
+    from agent.imageio import load
+
+    capped = Reader(max_lines=1, barcodes=False)
+    frames = [load(str(SAMPLES / name)).image for name in sorted(_labels())]
+    frame = max(frames, key=lambda f: len(capped.detector.detect(f)))
+    dets = capped.detector.detect(frame)
+    assert len(dets) >= 2, "no sample has two detected lines to cap"
+    top = dets[0].box
+    result = capped.read_frame(frame)
+    boxes = [r.box for r in result.reads] + [m.box for m in result.misses]
+    assert boxes
+    for b in boxes:  # the top line or one of its fragments
+        assert b["xmin"] >= top["xmin"] - 2 and b["xmax"] <= top["xmax"] + 2
+        assert b["ymin"] >= top["ymin"] - 2 and b["ymax"] <= top["ymax"] + 2
