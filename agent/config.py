@@ -71,8 +71,9 @@ class ReaderConfig(BaseModel):
     )
     quarter_turn: bool = Field(
         False,
-        description="also search each frame turned 90 degrees, for vertical lines (portrait "
-        "photos, a camera on its side); one more detector pass per frame",
+        description="also search each frame turned 90 degrees, for vertical lines and "
+        "barcodes (portrait photos, a camera on its side); one more detector pass and a "
+        "barcode scan three times as long per frame",
     )
     max_lines: int = Field(
         DEFAULT_MAX_LINES,

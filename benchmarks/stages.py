@@ -171,7 +171,9 @@ def stage_breakdown(
                 box = quad_box(q, f.width, f.height)
                 valid = read.decoded.checksum_valid
                 lines.append(LineRead(read.vin, read.confidence, valid, q, box, "ocr", ocr=read))
-            _, ms = timed(lambda gray=gray: read_barcodes(gray, parts.policy))
+            # As Reader.read_frame calls it: the rotated scan only with the quarter turn.
+            turn = reader.quarter_turn if reader is not None else False
+            _, ms = timed(lambda gray=gray, turn=turn: read_barcodes(gray, parts.policy, turn))
             t["barcode"].append(ms)
             if reader is not None:
                 result, ms = timed(lambda image=image: reader.read_frame(image))

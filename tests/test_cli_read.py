@@ -135,3 +135,26 @@ def test_eval_without_labels_is_a_clear_error(cli: list[str], tmp_path: Path) ->
     proc = run_cli(cli, "eval", str(tmp_path))
     assert proc.returncode == 1
     assert b"labels.csv" in proc.stderr
+
+
+def test_quarter_turn_reads_a_vertical_barcode(cli: list[str], tmp_path: Path) -> None:
+    """A portrait photo without EXIF orientation turns the label's barcode vertical; the
+    rotated scan is opt-in (it triples the barcode pass), so --quarter-turn must find it."""
+    import cv2
+    import numpy as np
+    import zxingcpp
+
+    vin = "1HGCM82633A004352"
+    bars = np.asarray(
+        zxingcpp.write_barcode_to_image(
+            zxingcpp.create_barcode(vin, zxingcpp.BarcodeFormat.Code39), scale=3
+        )
+    )
+    page = np.full((bars.shape[0] + 200, bars.shape[1] + 200), 235, np.uint8)
+    page[100 : 100 + bars.shape[0], 100 : 100 + bars.shape[1]] = bars
+    path = tmp_path / "portrait.png"
+    cv2.imwrite(str(path), np.rot90(page))
+    (plain,) = _lines(run_cli(cli, "read", str(path)).stdout)
+    (turned,) = _lines(run_cli(cli, "read", "--quarter-turn", str(path)).stdout)
+    assert plain["success"] is False
+    assert turned["success"] is True and turned["vin"] == vin and turned["source"] == "barcode"

@@ -53,9 +53,16 @@ def _candidates(text: str) -> list[str]:
 
 
 def read_barcodes(
-    image: np.ndarray, policy: vin.ChecksumPolicy | str = vin.ChecksumPolicy.AUTO
+    image: np.ndarray,
+    policy: vin.ChecksumPolicy | str = vin.ChecksumPolicy.AUTO,
+    rotate: bool = True,
 ) -> list[BarcodeRead]:
-    """All barcode VINs in a BGR or gray frame that pass the VIN rules under ``policy``."""
+    """All barcode VINs in a BGR or gray frame that pass the VIN rules under ``policy``.
+
+    ``rotate`` also scans the frame turned a quarter, for vertical 1D codes and PDF417:
+    about two thirds of the pass's time (1280x720: ~3x slower). Upside-down codes read
+    either way.
+    """
     try:
         import zxingcpp
     except ImportError:
@@ -67,7 +74,7 @@ def read_barcodes(
     try:
         # Light-on-dark barcodes are rare on VIN labels; not inverting saves ~25 %.
         found = zxingcpp.read_barcodes(
-            image, formats=_formats(), try_downscale=True, try_invert=False
+            image, formats=_formats(), try_downscale=True, try_invert=False, try_rotate=rotate
         )
     except (RuntimeError, ValueError) as exc:  # a frame zxing cannot take must not stop OCR
         logger.warning("barcode pass failed: %s", exc)

@@ -58,3 +58,13 @@ def test_non_vin_barcodes_and_bad_check_digits_are_dropped() -> None:
 
 def test_blank_frame_reads_nothing() -> None:
     assert read_barcodes(np.zeros((480, 640, 3), np.uint8)) == []
+
+
+def test_vertical_codes_need_the_rotated_scan() -> None:
+    """The rotated scan triples the pass's cost, so it is optional: without it a code turned
+    a quarter is not read, while an upside-down one still is (1D codes read both ways)."""
+    vertical = np.ascontiguousarray(np.rot90(barcode_frame(VIN, "Code39")))
+    assert [r.vin for r in read_barcodes(vertical)] == [VIN]
+    assert read_barcodes(vertical, rotate=False) == []
+    upside_down = barcode_frame(VIN, "Code39", angle=180)
+    assert [r.vin for r in read_barcodes(upside_down, rotate=False)] == [VIN]
