@@ -18,6 +18,7 @@ import numpy as np
 from agent import vin
 from agent.vision.barcodes import BarcodeRead, read_barcodes
 from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE, required_confidence
+from agent.vision.ctc import align, count_characters
 from agent.vision.decoding import share_doubt
 from agent.vision.detector import Detection, Detector
 from agent.vision.geometry import expand_quad, quad_axes, quad_box, rectify
@@ -34,6 +35,13 @@ MIN_LINE_HEIGHT_PX = 6.0
 MAX_FORCED_COST = 6.0
 #: Lines read per frame at most (``Reader.max_lines``), likeliest first.
 DEFAULT_MAX_LINES = 24
+#: A line read with fewer than 17 characters (a fragment of the line the detector
+#: found) is read again grown along its axis to hold 17 at these margins, in turn,
+#: if it showed at least GROW_MIN_CHARS. On 300 generated scenes (detector 1.3.0,
+#: recognizer 1.2.1): +20 of 332 VINs read, no more wrong reads or false reads;
+#: one margin alone gained 12 to 16, wider ones added wrong reads.
+GROW_MARGINS = (1.15, 1.45)
+GROW_MIN_CHARS = 6
 #: Margins added around a detected line before rectifying, in line heights.
 PAD_ENDS = 0.5
 PAD_ABOVE_BELOW = 0.3
@@ -140,27 +148,41 @@ class Reader:
             "recognizer": {"version": self.recognizer.version, "sha256": self.recognizer.sha256},
         }
 
-    def recognize(self, frame: np.ndarray, det: Detection) -> tuple[Read, float]:
-        """Read a detected line both ways round and keep the likelier reading.
+    def recognize(self, frame: np.ndarray, det: Detection) -> tuple[Read, float, int]:
+        """Read a detected line both ways round and keep the likelier reading: the read,
+        the cost of forcing it into 17 characters, and how many characters it showed.
 
         The detector's quads do not know which end the text starts at (a
         photo can be upside down), so the 180-degree turn is scored too;
         only the likelier orientation pays for the constrained decode.
         """
         crop = rectify(frame, pad_quad(det.quad))
-        upright, cost_up = self.recognizer.aligned(crop)
-        flipped, cost_flip = self.recognizer.aligned(crop[::-1, ::-1])
-        score_up = float(np.log(np.maximum(upright.max(axis=1), 1e-12)).sum())
-        score_flip = float(np.log(np.maximum(flipped.max(axis=1), 1e-12)).sum())
-        probs, cost = (flipped, cost_flip) if score_flip > score_up else (upright, cost_up)
-        return self.recognizer.read_probs(probs, self.policy), cost
+        readings = []
+        for view in (crop, crop[::-1, ::-1]):
+            columns = self.recognizer.columns(view)
+            probs, cost = align(columns)
+            score = float(np.log(np.maximum(probs.max(axis=1), 1e-12)).sum())
+            readings.append((score, probs, cost, columns))
+        _, probs, cost, columns = readings[1] if readings[1][0] > readings[0][0] else readings[0]
+        read = self.recognizer.read_probs(probs, self.policy)
+        return read, cost, count_characters(columns)
 
-    def _read_line(self, frame: np.ndarray, det: Detection) -> LineRead | Miss:
+    def _read_line(self, frame: np.ndarray, det: Detection, grow: bool = True) -> LineRead | Miss:
         """One detected line: an OCR read that passes the VIN rules, or the reason it did not."""
         if det.height_px < MIN_LINE_HEIGHT_PX:
             return Miss(det.box, "too_small")
-        read, forced = self.recognize(frame, det)
+        read, forced, seen = self.recognize(frame, det)
         reason = rejection(read, forced)
+        if reason == "not_17_characters" and grow and GROW_MIN_CHARS <= seen < vin.VIN_LENGTH:
+            h, w = frame.shape[:2]
+            for margin in GROW_MARGINS:
+                # Out-of-frame parts of the quad are filled by rectify's border replication.
+                quad = expand_quad(det.quad, along=vin.VIN_LENGTH / seen * margin - 1, across=0.0)
+                again = self._read_line(
+                    frame, Detection(quad, quad_box(quad, w, h), det.score), False
+                )
+                if isinstance(again, LineRead):
+                    return again
         if reason is not None:
             return Miss(det.box, reason, read.vin, read.confidence)
         return LineRead(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -202,3 +203,32 @@ def test_max_lines_reads_only_the_likeliest_lines() -> None:
     for b in boxes:  # the top line or one of its fragments
         assert b["xmin"] >= top["xmin"] - 2 and b["xmax"] <= top["xmax"] + 2
         assert b["ymin"] >= top["ymin"] - 2 and b["ymax"] <= top["ymax"] + 2
+
+
+def test_a_fragment_of_a_line_is_grown_to_the_whole_vin(reader: Reader) -> None:
+    """The detector often finds only part of a line; read as is it shows too few characters
+    (not_17_characters), so the reader grows it along the line and reads again."""
+    import json
+
+    from agent.imageio import load
+    from agent.vision.detector import Detection
+    from agent.vision.geometry import expand_quad, quad_box
+
+    quads = json.loads((SAMPLES / "quads.json").read_text())
+    grown = 0
+    for name, lines in sorted(quads.items()):
+        image = load(str(SAMPLES / name)).image
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        h, w = gray.shape
+        for line in lines:
+            part = expand_quad(np.array(line["quad"], np.float32), along=-0.3, across=0.0)
+            det = Detection(part, quad_box(part, w, h), 1.0)
+            whole = reader._read_line(gray, Detection(np.array(line["quad"]), det.box, 1.0))
+            alone = reader._read_line(gray, det, grow=False)
+            if not (isinstance(whole, LineRead) and whole.vin == line["vin"]):
+                continue  # the recognizer misreads even the whole line
+            if isinstance(alone, Miss) and alone.reason == "not_17_characters":
+                read = reader._read_line(gray, det)
+                assert isinstance(read, LineRead) and read.vin == line["vin"], (name, read)
+                grown += 1
+    assert grown >= 2

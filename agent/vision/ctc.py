@@ -102,6 +102,12 @@ def segments(frame_probs: np.ndarray, length: int = VIN_LENGTH) -> list[tuple[in
     return runs
 
 
+def count_characters(frame_probs: np.ndarray) -> int:
+    """How many characters the columns read on their own (best path, repeats merged)."""
+    best = np.asarray(frame_probs).argmax(axis=1)
+    return len(_greedy_runs(best != BLANK, best))
+
+
 def align(frame_probs: np.ndarray, length: int = VIN_LENGTH) -> tuple[np.ndarray, float]:
     """(T, 34) column probabilities -> (17, 33) per-position probabilities, and the cost
     in nats of forcing exactly ``length`` characters.

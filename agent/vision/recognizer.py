@@ -95,11 +95,15 @@ class Recognizer:
         """Per-position probabilities (17, 33) for one crop of any size."""
         return self.aligned(crop)[0]
 
-    def aligned(self, crop: np.ndarray) -> tuple[np.ndarray, float]:
-        """Per-position probabilities and the cost of forcing 17 characters (``ctc.align``)."""
+    def columns(self, crop: np.ndarray) -> np.ndarray:
+        """Per-column probabilities (T, 34) of the 33 characters and the CTC blank."""
         x = preprocess(crop, self.height, self.width)[None, :, :, None]
         (logits,) = self.model.invoke(x.astype(self.model.input_dtype))
-        return align(softmax(logits.reshape(-1, len(ALPHABET) + 1)))
+        return softmax(logits.reshape(-1, len(ALPHABET) + 1))
+
+    def aligned(self, crop: np.ndarray) -> tuple[np.ndarray, float]:
+        """Per-position probabilities and the cost of forcing 17 characters (``ctc.align``)."""
+        return align(self.columns(crop))
 
     def read(
         self, crop: np.ndarray, policy: ChecksumPolicy | str = ChecksumPolicy.AUTO, k: int = 5

@@ -8,7 +8,14 @@ import pytest
 from agent.reader import MAX_FORCED_COST
 from agent.vin import ALPHABET
 from agent.vision.calibration import UNCHECKED_MIN_CONFIDENCE, required_confidence
-from agent.vision.ctc import BLANK, AlignmentError, align, segments, slot_probabilities
+from agent.vision.ctc import (
+    BLANK,
+    AlignmentError,
+    align,
+    count_characters,
+    segments,
+    slot_probabilities,
+)
 
 VIN = "1HGCM82633A004352"  # has repeated neighbours (33, 00) that need blanks between
 
@@ -76,3 +83,14 @@ def test_unchecked_reads_need_more_confidence() -> None:
     assert required_confidence(0.8, False, "barcode") == 0.8
     assert required_confidence(0.8, False, "ocr") == UNCHECKED_MIN_CONFIDENCE
     assert required_confidence(0.99, False, "ocr") == 0.99
+
+
+def test_count_characters_merges_repeats_split_by_no_blank_only() -> None:
+    """The reader grows a fragment by 17 / characters seen: repeats of one character across
+    columns are one character, the same character after a blank is a second one."""
+
+    assert count_characters(ctc_columns("1HGCM82633A004352")) == 17
+    assert count_characters(ctc_columns("1HGCM82633", per_char=3)) == 10
+    assert count_characters(ctc_columns("AA0", gap=1)) == 3
+    a = ctc_columns("A", per_char=4, lead=0)  # four columns of A, no blank between
+    assert count_characters(a) == 1
