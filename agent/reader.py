@@ -42,6 +42,11 @@ DEFAULT_MAX_LINES = 24
 #: one margin alone gained 12 to 16, wider ones added wrong reads.
 GROW_MARGINS = (1.15, 1.45)
 GROW_MIN_CHARS = 6
+#: A read that passes the VIN rules below its publish threshold is read again from
+#: crops grown by these fractions (along, across) of the line, in turn, and the first
+#: confident one is kept. 300 generated scenes: +6 of 332 VINs, no more wrong reads;
+#: retrying checksum and manufacturer failures too gained 2 more and added 1-2 wrong.
+RECROP_VARIANTS = ((0.0, 0.3), (0.15, 0.0))
 #: Margins added around a detected line before rectifying, in line heights.
 PAD_ENDS = 0.5
 PAD_ABOVE_BELOW = 0.3
@@ -167,22 +172,16 @@ class Reader:
         read = self.recognizer.read_probs(probs, self.policy)
         return read, cost, count_characters(columns)
 
-    def _read_line(self, frame: np.ndarray, det: Detection, grow: bool = True) -> LineRead | Miss:
+    def _read_line(self, frame: np.ndarray, det: Detection, retry: bool = True) -> LineRead | Miss:
         """One detected line: an OCR read that passes the VIN rules, or the reason it did not."""
         if det.height_px < MIN_LINE_HEIGHT_PX:
             return Miss(det.box, "too_small")
         read, forced, seen = self.recognize(frame, det)
         reason = rejection(read, forced)
-        if reason == "not_17_characters" and grow and GROW_MIN_CHARS <= seen < vin.VIN_LENGTH:
-            h, w = frame.shape[:2]
-            for margin in GROW_MARGINS:
-                # Out-of-frame parts of the quad are filled by rectify's border replication.
-                quad = expand_quad(det.quad, along=vin.VIN_LENGTH / seen * margin - 1, across=0.0)
-                again = self._read_line(
-                    frame, Detection(quad, quad_box(quad, w, h), det.score), False
-                )
-                if isinstance(again, LineRead):
-                    return again
+        if retry:
+            better = self._reread(frame, det, read, reason, seen)
+            if better is not None:
+                return better
         if reason is not None:
             return Miss(det.box, reason, read.vin, read.confidence)
         return LineRead(
@@ -194,6 +193,34 @@ class Reader:
             "ocr",
             ocr=read,
         )
+
+    def _reread(
+        self, frame: np.ndarray, det: Detection, read: Read, reason: str | None, seen: int
+    ) -> LineRead | None:
+        """A better read of the line from other crops of it, or None.
+
+        A crop showing too few characters is usually a fragment of the line:
+        grow it to hold 17. A read that passes the rules but not the threshold
+        is often a crop that clips the characters: take a little more around it.
+        """
+        threshold = 0.0
+        if reason == "not_17_characters" and GROW_MIN_CHARS <= seen < vin.VIN_LENGTH:
+            variants = [(vin.VIN_LENGTH / seen * m - 1, 0.0) for m in GROW_MARGINS]
+        elif reason is None:
+            threshold = required_confidence(self.min_confidence, read.decoded.checksum_valid, "ocr")
+            if read.confidence >= threshold:
+                return None
+            variants = list(RECROP_VARIANTS)
+        else:
+            return None
+        h, w = frame.shape[:2]
+        for along, across in variants:
+            # Out-of-frame parts of the quad are filled by rectify's border replication.
+            quad = expand_quad(det.quad, along=along, across=across)
+            again = self._read_line(frame, Detection(quad, quad_box(quad, w, h), det.score), False)
+            if isinstance(again, LineRead) and again.confidence >= threshold:
+                return again
+        return None
 
     def read_frame(self, frame: np.ndarray) -> FrameResult:
         h, w = frame.shape[:2]
