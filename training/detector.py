@@ -109,7 +109,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     model = build_model(
         INPUT_HEIGHT, INPUT_WIDTH, width_mult=args.width_mult, deep_mult=args.deep_mult
     )
-    if args.init_from:
+    if args.init_from and args.init_from.suffix == ".tflite":
+        from training.tflite_weights import load_into
+
+        load_into(model, args.init_from, cal["x"][:32, ..., None].astype(np.float32))
+    elif args.init_from:
         model.load_weights(args.init_from)
         logger.info("initialised from %s", args.init_from)
     steps = max(1, args.n_train // args.batch)
@@ -232,7 +236,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--deep-mult", type=float, default=1.0, help="extra width at 1/16 and 1/32 resolution"
     )
-    p.add_argument("--init-from", type=Path, help="start from these Keras weights (.weights.h5)")
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        help="start from these Keras weights (.weights.h5) or from an exported int8 "
+        "detector (.tflite, e.g. the shipped models/detector.tflite)",
+    )
     p.add_argument(
         "--save-weights", type=Path, help="also save the Keras weights here (.weights.h5)"
     )

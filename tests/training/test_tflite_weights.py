@@ -1,0 +1,47 @@
+"""Recovering float weights from the shipped int8 detector, so it can be fine-tuned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from agent.vision.detector import INPUT_HEIGHT, INPUT_WIDTH
+from training import detector_data
+from training.detector_model import build_model
+from training.export import tflite_runner
+from training.tflite_weights import load_into
+
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "detector.tflite"
+
+
+@pytest.fixture(scope="module")
+def frames() -> np.ndarray:
+    return detector_data.make_split(seed=990, n=6, workers=1, progress=False)["x"][..., None]
+
+
+@pytest.mark.slow
+def test_recovered_weights_compute_what_the_int8_model_computes(frames: np.ndarray) -> None:
+    """Fine-tuning starts from the shipped model only if the recovered float network
+    scores frames as the int8 one does, in inference and in a training step (batch
+    statistics); a wrong layer mapping or batch-norm unfolding scores differently."""
+    model = build_model(INPUT_HEIGHT, INPUT_WIDTH, deep_mult=2)
+    load_into(model, SHIPPED, frames.astype(np.float32))
+    int8 = tflite_runner(SHIPPED.read_bytes(), threads=1)(frames.astype(np.uint8))
+    for training in (False, True):
+        ours = model(frames.astype(np.float32), training=training).numpy()
+        # Logits span about +-15; int8 rounding through 30 layers moves them by ~0.5.
+        assert np.abs(ours - int8).mean() < 0.1 * int8.std()
+        assert ((ours > 0) == (int8 > 0)).mean() > 0.995
+
+
+@pytest.mark.slow
+def test_a_model_of_another_shape_is_refused(frames: np.ndarray) -> None:
+    """Loading into a network of another width must fail loudly, naming the layer,
+    instead of training from silently scrambled weights."""
+    model = build_model(INPUT_HEIGHT, INPUT_WIDTH, deep_mult=1)
+    with pytest.raises(ValueError, match="kernel"):
+        load_into(model, SHIPPED, frames.astype(np.float32))

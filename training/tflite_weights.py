@@ -1,0 +1,139 @@
+"""Float Keras weights recovered from an exported int8 detector, to fine-tune a shipped model.
+
+Training keeps float weights under ``runs/``, which is not shipped, so the
+int8 file in ``models/`` is often the only copy of a model worth continuing.
+Its kernels dequantise to within half an int8 step of the float ones.  The
+converter folded each batch norm into the convolution before it; the folded
+kernel and bias go into the convolution, and the batch norm is set to the
+per-channel statistics its input has on real frames with a scale that undoes
+them, so inference computes the folded function exactly and a training step
+(batch statistics close to those) starts where the int8 model is.
+
+TFLite names each weight tensor after the Keras layer that made it, with one
+``_N`` suffix added by tracing (``conv2d_1_2`` came from ``conv2d_1``); the
+layer's creation index within its type is what ties the two models together.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+_KINDS = {"CONV_2D": "conv2d", "DEPTHWISE_CONV_2D": "depthwise_conv2d"}
+
+
+def _dequantize(details: dict[str, Any], values: np.ndarray) -> np.ndarray:
+    q = details["quantization_parameters"]
+    scales = np.asarray(q["scales"], np.float32)
+    zeros = np.asarray(q["zero_points"], np.float32)
+    if scales.size <= 1:
+        return (values.astype(np.float32) - zeros.reshape(-1)[:1]) * scales.reshape(-1)[:1]
+    shape = [1] * values.ndim
+    shape[q["quantized_dimension"]] = -1
+    return (values.astype(np.float32) - zeros.reshape(shape)) * scales.reshape(shape)
+
+
+def _layer_key(tensor_name: str, kind: str) -> str | None:
+    """``conv2d_7`` for a tensor named ``.../conv2d_7_1/convolution;...``."""
+    m = re.search(rf"/({kind}(?:_\d+)?)_\d+/", tensor_name)
+    if m:
+        return m.group(1)
+    m = re.search(rf"/({kind})_\d+/", tensor_name)
+    return m.group(1) if m else None
+
+
+def _index(name: str, kind: str) -> int:
+    rest = name[len(kind) :]
+    return int(rest[1:]) if rest else 0
+
+
+def read_convolutions(path: Path) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:
+    """``{(kind, creation index): (keras kernel, bias)}`` for every convolution in the file.
+
+    ``kind`` is ``conv2d``, ``depthwise_conv2d`` or ``logits``; kernels are in
+    Keras layout.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    found: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+    for op in it._get_ops_details():
+        kind = _KINDS.get(op["op_name"])
+        if kind is None:
+            continue
+        w_t, b_t = tensors[op["inputs"][1]], tensors[op["inputs"][2]]
+        names = w_t["name"] + ";" + b_t["name"] + ";" + tensors[op["outputs"][0]]["name"]
+        if "/logits_" in names:
+            key: tuple[str, int] = ("logits", 0)
+        else:
+            layer = _layer_key(names, kind)
+            if layer is None:
+                raise ValueError(f"{path}: cannot tell which layer made {w_t['name']!r}")
+            key = (kind, _index(layer, kind))
+        w = _dequantize(w_t, it.get_tensor(w_t["index"]))
+        b = _dequantize(b_t, it.get_tensor(b_t["index"]))
+        if kind == "conv2d":
+            w = w.transpose(1, 2, 3, 0)  # OHWI -> HWIO
+        else:
+            w = w[0][..., None]  # 1HWC -> HWC1 (depth multiplier 1)
+        found[key] = (w, b)
+    return found
+
+
+def load_into(model: Any, path: Path, frames: np.ndarray) -> None:
+    """Set ``model``'s weights from the int8 TFLite file at ``path``.
+
+    ``frames`` (N, H, W, 1) are real inputs; they set the batch-norm statistics.
+    """
+    from tensorflow import keras
+
+    convs = read_convolutions(path)
+    kinds = {keras.layers.DepthwiseConv2D: "depthwise_conv2d", keras.layers.Conv2D: "conv2d"}
+    per_kind: dict[str, list[Any]] = {"conv2d": [], "depthwise_conv2d": []}
+    for layer in model.layers:
+        for cls, kind in kinds.items():
+            if type(layer) is cls and layer.name != "logits":
+                per_kind[kind].append(layer)
+    # id(bias-free conv layer) -> the bias the file holds for it (a folded batch norm's)
+    folded: dict[int, np.ndarray] = {}
+    for kind, layers in per_kind.items():
+        base = min(_index(x.name, kind) for x in layers)
+        for layer in layers:
+            w, b = convs.pop((kind, _index(layer.name, kind) - base))
+            _set_conv(layer, w, b, folded)
+    logits = model.get_layer("logits")
+    _set_conv(logits, *convs.pop(("logits", 0)), folded)
+    if convs:
+        raise ValueError(f"{path}: convolutions without a layer in the model: {sorted(convs)}")
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            conv = layer.input._keras_history.operation
+            bias = folded.pop(id(conv))
+            probe = keras.Model(model.input, layer.input)
+            out = probe.predict(frames, batch_size=8, verbose=0)
+            mean = out.reshape(-1, out.shape[-1]).mean(0)
+            var = out.reshape(-1, out.shape[-1]).var(0)
+            gamma = np.sqrt(var + layer.epsilon)
+            layer.set_weights([gamma, mean + bias, mean, var])
+    if any(np.any(b) for b in folded.values()):
+        raise ValueError(f"{path}: a bias-free convolution with no batch norm has a bias")
+    logger.info("initialised %s from %s", model.name, path)
+
+
+def _set_conv(layer: Any, w: np.ndarray, b: np.ndarray, folded: dict[int, np.ndarray]) -> None:
+    expected = tuple(layer.kernel.shape)
+    if w.shape != expected:
+        raise ValueError(f"layer {layer.name}: kernel {w.shape} in the file, {expected} in model")
+    if layer.use_bias:
+        layer.set_weights([w, b])
+        return
+    layer.set_weights([w])
+    folded[id(layer)] = b
