@@ -78,7 +78,7 @@ def _labels() -> dict[str, set[str]]:
 
 
 DETECTOR_GAP = pytest.mark.xfail(
-    reason="detector 1.2.0 finds few VIN lines (held-out recall 0.27): issue 4",
+    reason="detector 1.4.0 finds few VIN lines (held-out recall 0.39): issue 4",
     strict=False,
 )
 

@@ -42,7 +42,7 @@ def _visits(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 DETECTOR_GAP = pytest.mark.xfail(
-    reason="detector 1.3.0 misses 2 of the clip's 4 vehicles (held-out line recall 0.38): issue 4",
+    reason="detector 1.4.0 reads 3 of the clip's 4 vehicles (held-out line recall 0.39): issue 4",
     strict=False,
 )
 
