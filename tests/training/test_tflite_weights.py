@@ -33,8 +33,10 @@ def test_recovered_weights_compute_what_the_int8_model_computes(frames: np.ndarr
     int8 = tflite_runner(SHIPPED.read_bytes(), threads=1)(frames.astype(np.uint8))
     for training in (False, True):
         ours = model(frames.astype(np.float32), training=training).numpy()
-        # Logits span about +-15; int8 rounding through 30 layers moves them by ~0.5.
-        assert np.abs(ours - int8).mean() < 0.1 * int8.std()
+        # Logits span about +-15; int8 rounding through 30 layers moves them by
+        # about a tenth of their spread (1.3.0: 0.39 at 4.3; 1.4.0: 0.45 at 4.1).
+        # A wrong layer or an unfolded scale moves them by more than the spread.
+        assert np.abs(ours - int8).mean() < 0.15 * int8.std()
         assert ((ours > 0) == (int8 > 0)).mean() > 0.995
 
 
