@@ -175,10 +175,10 @@ class Reader:
             return Miss(det.box, "too_small")
         read, forced, seen = self.recognize(frame, det)
         reason = rejection(read, forced)
-        if retry:
-            better = self._reread(frame, det, reason, seen)
-            if better is not None:
-                return better
+        if retry and reason == "not_17_characters":
+            grown = self._grown(frame, det, seen)
+            if grown is not None:
+                return grown
         if reason is not None:
             return Miss(det.box, reason, read.vin, read.confidence)
         return LineRead(
@@ -191,16 +191,14 @@ class Reader:
             ocr=read,
         )
 
-    def _reread(
-        self, frame: np.ndarray, det: Detection, reason: str | None, seen: int
-    ) -> LineRead | None:
-        """A read of the line from other crops of it that passes the VIN rules, or None.
+    def _grown(self, frame: np.ndarray, det: Detection, seen: int) -> LineRead | None:
+        """A read of the line grown along its axis that passes the VIN rules, or None.
 
         A crop showing too few characters is usually a fragment of the line
         whose neighbours the detector's map missed: grow it to hold 17. The
         threshold is applied to the result later, as to any read.
         """
-        if reason != "not_17_characters" or not GROW_MIN_CHARS <= seen < vin.VIN_LENGTH:
+        if not GROW_MIN_CHARS <= seen < vin.VIN_LENGTH:
             return None
         h, w = frame.shape[:2]
         for margin in GROW_MARGINS:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -205,32 +207,39 @@ def test_max_lines_reads_only_the_likeliest_lines() -> None:
         assert b["ymin"] < top["ymax"] and b["ymax"] > top["ymin"]
 
 
-def test_a_fragment_of_a_line_is_grown_to_the_whole_vin(reader: Reader) -> None:
-    """The detector often finds only part of a line; read as is it shows too few characters
-    (not_17_characters), so the reader grows it along the line and reads again."""
+def _sample_lines() -> Iterator[tuple[str, np.ndarray, dict[str, Any]]]:
+    """(file name, gray frame, labelled line with ``vin`` and ``quad``) for each sample VIN."""
     import json
 
     from agent.imageio import load
-    from agent.vision.detector import Detection
-    from agent.vision.geometry import expand_quad, quad_box
 
     quads = json.loads((SAMPLES / "quads.json").read_text())
-    grown = 0
     for name, lines in sorted(quads.items()):
         image = load(str(SAMPLES / name)).image
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        h, w = gray.shape
         for line in lines:
-            part = expand_quad(np.array(line["quad"], np.float32), along=-0.3, across=0.0)
-            det = Detection(part, quad_box(part, w, h), 1.0)
-            whole = reader._read_line(gray, Detection(np.array(line["quad"]), det.box, 1.0))
-            alone = reader._read_line(gray, det, retry=False)
-            if not (isinstance(whole, LineRead) and whole.vin == line["vin"]):
-                continue  # the recognizer misreads even the whole line
-            if isinstance(alone, Miss) and alone.reason == "not_17_characters":
-                read = reader._read_line(gray, det)
-                assert isinstance(read, LineRead) and read.vin == line["vin"], (name, read)
-                grown += 1
+            yield name, gray, line
+
+
+def test_a_fragment_of_a_line_is_grown_to_the_whole_vin(reader: Reader) -> None:
+    """The detector often finds only part of a line; read as is it shows too few characters
+    (not_17_characters), so the reader grows it along the line and reads again."""
+    from agent.vision.detector import Detection
+    from agent.vision.geometry import expand_quad, quad_box
+
+    grown = 0
+    for name, gray, line in _sample_lines():
+        h, w = gray.shape
+        part = expand_quad(np.array(line["quad"], np.float32), along=-0.3, across=0.0)
+        det = Detection(part, quad_box(part, w, h), 1.0)
+        whole = reader._read_line(gray, Detection(np.array(line["quad"]), det.box, 1.0))
+        alone = reader._read_line(gray, det, retry=False)
+        if not (isinstance(whole, LineRead) and whole.vin == line["vin"]):
+            continue  # the recognizer misreads even the whole line
+        if isinstance(alone, Miss) and alone.reason == "not_17_characters":
+            read = reader._read_line(gray, det)
+            assert isinstance(read, LineRead) and read.vin == line["vin"], (name, read)
+            grown += 1
     assert grown >= 2
 
 
@@ -238,33 +247,26 @@ def test_a_reread_is_kept_only_when_it_is_publishable(reader: Reader) -> None:
     """Re-reading a line from other crops must never make things worse: a retry's result
     differs from the first read only by being a read that passes the VIN rules, and one
     at or above its threshold when the first read already passed the rules."""
-    import json
-
-    from agent.imageio import load
     from agent.vision.calibration import required_confidence
     from agent.vision.detector import Detection
     from agent.vision.geometry import expand_quad, quad_box
 
-    quads = json.loads((SAMPLES / "quads.json").read_text())
     changed = 0
-    for name, lines in sorted(quads.items()):
-        image = load(str(SAMPLES / name)).image
-        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    for name, gray, line in _sample_lines():
         h, w = gray.shape
-        for line in lines:
-            for along, across in ((0.0, -0.25), (-0.3, 0.0), (-0.1, 0.1)):
-                q = expand_quad(np.array(line["quad"], np.float32), along=along, across=across)
-                det = Detection(q, quad_box(q, w, h), 1.0)
-                first = reader._read_line(gray, det, retry=False)
-                best = reader._read_line(gray, det)
-                if isinstance(first, LineRead) and isinstance(best, LineRead):
-                    if (first.vin, first.confidence) == (best.vin, best.confidence):
-                        continue
-                elif type(first) is type(best) and isinstance(first, Miss):
+        for along, across in ((0.0, -0.25), (-0.3, 0.0), (-0.1, 0.1)):
+            q = expand_quad(np.array(line["quad"], np.float32), along=along, across=across)
+            det = Detection(q, quad_box(q, w, h), 1.0)
+            first = reader._read_line(gray, det, retry=False)
+            best = reader._read_line(gray, det)
+            if isinstance(first, LineRead) and isinstance(best, LineRead):
+                if (first.vin, first.confidence) == (best.vin, best.confidence):
                     continue
-                changed += 1
-                assert isinstance(best, LineRead)
-                if isinstance(first, LineRead):
-                    need = required_confidence(reader.min_confidence, best.checksum_valid, "ocr")
-                    assert best.confidence >= need, (name, best.vin, best.confidence)
+            elif type(first) is type(best) and isinstance(first, Miss):
+                continue
+            changed += 1
+            assert isinstance(best, LineRead)
+            if isinstance(first, LineRead):
+                need = required_confidence(reader.min_confidence, best.checksum_valid, "ocr")
+                assert best.confidence >= need, (name, best.vin, best.confidence)
     assert changed >= 1  # the samples do exercise the retries

@@ -41,10 +41,8 @@ def _dequantize(details: dict[str, Any], values: np.ndarray) -> np.ndarray:
 
 def _layer_key(tensor_name: str, kind: str) -> str | None:
     """``conv2d_7`` for a tensor named ``.../conv2d_7_1/convolution;...``."""
+    # Backtracking gives ``conv2d`` for ``conv2d_1/`` and ``conv2d_1`` for ``conv2d_1_2/``.
     m = re.search(rf"/({kind}(?:_\d+)?)_\d+/", tensor_name)
-    if m:
-        return m.group(1)
-    m = re.search(rf"/({kind})_\d+/", tensor_name)
     return m.group(1) if m else None
 
 
