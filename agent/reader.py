@@ -21,7 +21,7 @@ from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE, required_confidence
 from agent.vision.ctc import align, count_characters
 from agent.vision.decoding import share_doubt
 from agent.vision.detector import Detection, Detector
-from agent.vision.geometry import expand_quad, quad_axes, quad_box, rectify
+from agent.vision.geometry import expand_quad, quad_axes, quad_box, rectify, stretch_quad
 from agent.vision.manifest import load_manifest
 from agent.vision.recognizer import Read, Recognizer
 from agent.vision.runtime import RuntimeConfig
@@ -44,6 +44,15 @@ DEFAULT_MAX_LINES = 24
 #: confidently wrong).
 GROW_MARGINS = (1.15, 1.45)
 GROW_MIN_CHARS = 6
+#: Where the growth goes (``stretch_quad``'s ``before``): both ends alike, then only
+#: past the end, then only ahead of the start, because the map often finds just
+#: the first or the last half of a line. Each extra crop is one more chance to force
+#: other text into a VIN, so a grown read counts only at GROW_MIN_CONFIDENCE. On
+#: 2,000 generated scenes (seed 31337, detector 1.4.0, default threshold): centred
+#: only 35.3 % exact, 2.35 % wrong; all three with a 0.95 floor 37.4 % / 2.49 %;
+#: with the 0.99 floor 36.8 % / 2.13 %, better on both counts.
+GROW_PLACEMENTS = (0.5, 0.0, 1.0)
+GROW_MIN_CONFIDENCE = 0.99
 #: Margins added around a detected line before rectifying, in line heights.
 PAD_ENDS = 0.5
 PAD_ABOVE_BELOW = 0.3
@@ -202,11 +211,14 @@ class Reader:
             return None
         h, w = frame.shape[:2]
         for margin in GROW_MARGINS:
-            # Out-of-frame parts of the quad are filled by rectify's border replication.
-            quad = expand_quad(det.quad, along=vin.VIN_LENGTH / seen * margin - 1, across=0.0)
-            again = self._read_line(frame, Detection(quad, quad_box(quad, w, h), det.score), False)
-            if isinstance(again, LineRead):
-                return again
+            for before in GROW_PLACEMENTS:
+                # Out-of-frame parts of the quad are filled by rectify's border replication.
+                quad = stretch_quad(det.quad, vin.VIN_LENGTH / seen * margin, before)
+                again = self._read_line(
+                    frame, Detection(quad, quad_box(quad, w, h), det.score), False
+                )
+                if isinstance(again, LineRead) and again.confidence >= GROW_MIN_CONFIDENCE:
+                    return again
         return None
 
     def read_frame(self, frame: np.ndarray) -> FrameResult:

@@ -221,10 +221,16 @@ def _sample_lines() -> Iterator[tuple[str, np.ndarray, dict[str, Any]]]:
             yield name, gray, line
 
 
-def test_a_fragment_of_a_line_is_grown_to_the_whole_vin(reader: Reader) -> None:
+def test_a_fragment_of_a_line_is_grown_to_the_whole_vin(
+    reader: Reader, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The detector often finds only part of a line; read as is it shows too few characters
-    (not_17_characters), so the reader grows it along the line and reads again."""
+    (not_17_characters), so the reader grows it along the line and reads again.
+    (Grown reads' own confidence floor is lifted here: this is about the geometry.)"""
+    import agent.reader
     from agent.vision.detector import Detection
+
+    monkeypatch.setattr(agent.reader, "GROW_MIN_CONFIDENCE", 0.0)
     from agent.vision.geometry import expand_quad, quad_box
 
     grown = 0
@@ -241,6 +247,68 @@ def test_a_fragment_of_a_line_is_grown_to_the_whole_vin(reader: Reader) -> None:
             assert isinstance(read, LineRead) and read.vin == line["vin"], (name, read)
             grown += 1
     assert grown >= 2
+
+
+def test_a_fragment_at_one_end_is_grown_from_that_end(
+    reader: Reader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The detector often finds only the first or last half of a line (the clip's serif
+    label): grown alike at both ends, such a crop holds too little of the rest; grown
+    from the end it keeps, it holds the line. Both orientations of the fragment are
+    tried, so this holds for a fragment at either end."""
+    import agent.reader
+    from agent.vision.detector import Detection
+    from agent.vision.geometry import quad_box, stretch_quad
+
+    monkeypatch.setattr(agent.reader, "GROW_MIN_CONFIDENCE", 0.0)
+    fragments = []
+    for name, gray, line in _sample_lines():
+        h, w = gray.shape
+        quad = np.array(line["quad"], np.float32)
+        whole = reader._read_line(gray, Detection(quad, quad_box(quad, w, h), 1.0))
+        if not (isinstance(whole, LineRead) and whole.vin == line["vin"]):
+            continue  # the recognizer misreads even the whole line
+        for before in (0.0, 1.0):  # the first, then the last 55 % of the line
+            part = stretch_quad(quad, 0.55, before)
+            det = Detection(part, quad_box(part, w, h), 1.0)
+            alone = reader._read_line(gray, det, retry=False)
+            if isinstance(alone, Miss) and alone.reason == "not_17_characters":
+                fragments.append((name, gray, det, line["vin"]))
+    assert len(fragments) >= 2
+
+    def read_all() -> int:
+        return sum(
+            isinstance(r := reader._read_line(gray, det), LineRead) and r.vin == vin
+            for _, gray, det, vin in fragments
+        )
+
+    anchored = read_all()
+    monkeypatch.setattr(agent.reader, "GROW_PLACEMENTS", (0.5,))
+    assert anchored > read_all()
+
+
+def test_a_grown_read_below_its_own_floor_is_not_kept(
+    reader: Reader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each grown crop is one more chance to read something VIN-shaped from a line that is
+    not a VIN, so a grown read must reach GROW_MIN_CONFIDENCE to replace the miss: with
+    the floor above 1, every fragment stays the miss it was."""
+    import agent.reader
+    from agent.vision.detector import Detection
+    from agent.vision.geometry import quad_box, stretch_quad
+
+    monkeypatch.setattr(agent.reader, "GROW_MIN_CONFIDENCE", 1.01)
+    tried = 0
+    for _, gray, line in _sample_lines():
+        h, w = gray.shape
+        for before in (0.0, 0.5, 1.0):
+            part = stretch_quad(np.array(line["quad"], np.float32), 0.6, before)
+            det = Detection(part, quad_box(part, w, h), 1.0)
+            alone = reader._read_line(gray, det, retry=False)
+            if isinstance(alone, Miss) and alone.reason == "not_17_characters":
+                tried += 1
+                assert reader._read_line(gray, det) == alone
+    assert tried >= 2
 
 
 def test_a_reread_is_kept_only_when_it_is_publishable(reader: Reader) -> None:

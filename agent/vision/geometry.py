@@ -136,3 +136,12 @@ def expand_quad(quad: np.ndarray, along: float, across: float) -> np.ndarray:
     uy = (q[3] - q[0] + q[2] - q[1]) / 2
     dx, dy = ux * along / 2, uy * across / 2
     return np.array([q[0] - dx - dy, q[1] + dx - dy, q[2] + dx + dy, q[3] - dx + dy], np.float32)
+
+
+def stretch_quad(quad: np.ndarray, factor: float, before: float = 0.5) -> np.ndarray:
+    """Lengthen an ordered quad ``factor`` times, ``before`` of the growth ahead of its
+    start (0: only past its end, 0.5: both ends alike, 1: only ahead of its start)."""
+    q = np.asarray(quad, np.float32)
+    grow = (q[1] - q[0] + q[2] - q[3]) / 2 * (factor - 1)
+    ahead, past = grow * before, grow * (1 - before)
+    return np.array([q[0] - ahead, q[1] + past, q[2] + past, q[3] - ahead], np.float32)
