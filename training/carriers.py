@@ -159,7 +159,7 @@ _DOOR_PREFIX = {"": 0.35, "VIN ": 0.2, "VIN:": 0.2, "V.I.N. ": 0.1, "VIN NO. ": 
 
 
 def _door_label(rng: np.random.Generator, st: Style) -> None:
-    st.face = _face(rng, {"sans": 0.65, "mono": 0.2, "ocr": 0.1, "serif": 0.05})
+    st.face = _face(rng, {"sans": 0.6, "mono": 0.2, "ocr": 0.1, "serif": 0.1})
     u = rng.random()
     if u < 0.55:
         _light_on_dark(rng, st, 0.0, False)
@@ -183,7 +183,7 @@ def _door_label(rng: np.random.Generator, st: Style) -> None:
 
 
 def _dash_plate(rng: np.random.Generator, st: Style) -> None:
-    st.face = _face(rng, {"sans": 0.5, "mono": 0.3, "ocr": 0.2})
+    st.face = _face(rng, {"sans": 0.45, "mono": 0.3, "ocr": 0.15, "serif": 0.1})
     _light_on_dark(rng, st, 0.45, True)
     st.texture, st.texture_amp = "brushed", rng.uniform(0.03, 0.12)
     if rng.random() < 0.55:
@@ -195,7 +195,7 @@ def _dash_plate(rng: np.random.Generator, st: Style) -> None:
 
 
 def _metal_plate(rng: np.random.Generator, st: Style) -> None:
-    st.face = _face(rng, {"sans": 0.5, "mono": 0.35, "ocr": 0.15})
+    st.face = _face(rng, {"sans": 0.45, "mono": 0.3, "ocr": 0.15, "serif": 0.1})
     u = rng.random()
     if u < 0.75:
         st.bg = _gray(rng.uniform(0.45, 0.85), 0.05, rng)
@@ -244,7 +244,7 @@ def _chassis_etch(rng: np.random.Generator, st: Style) -> None:
 
 
 def _document(rng: np.random.Generator, st: Style) -> None:
-    st.face = _face(rng, {"mono": 0.45, "sans": 0.35, "serif": 0.15, "ocr": 0.05})
+    st.face = _face(rng, {"mono": 0.35, "sans": 0.3, "serif": 0.3, "ocr": 0.05})
     st.bg = _gray(rng.uniform(0.85, 1.0), 0.03, rng)
     if rng.random() < 0.35:
         c = _colour(rng, 0.75, 1.0)  # tinted security paper
@@ -267,7 +267,7 @@ def _document(rng: np.random.Generator, st: Style) -> None:
 
 
 def _windshield_label(rng: np.random.Generator, st: Style) -> None:
-    st.face = _face(rng, {"sans": 0.6, "mono": 0.3, "ocr": 0.1})
+    st.face = _face(rng, {"sans": 0.55, "mono": 0.3, "ocr": 0.1, "serif": 0.05})
     st.bold = rng.uniform(0.0, 0.06)
     st.bg = _gray(rng.uniform(0.85, 1.0), 0.03, rng)
     if rng.random() < 0.45:
@@ -284,7 +284,7 @@ def _windshield_label(rng: np.random.Generator, st: Style) -> None:
 
 
 def _screen(rng: np.random.Generator, st: Style) -> None:
-    st.face = _face(rng, {"sans": 0.6, "mono": 0.4})
+    st.face = _face(rng, {"sans": 0.55, "mono": 0.35, "serif": 0.1})
     if rng.random() < 0.35:
         st.bg = _gray(rng.uniform(0.05, 0.2), 0.1, rng)
         st.fg = _gray(rng.uniform(0.75, 1.0), 0.05, rng)

@@ -11,6 +11,7 @@ Everything that produced the model goes into its manifest entry.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import platform
@@ -102,6 +103,10 @@ def batches(
             yield xb[..., None].astype(np.float32), y[idx]
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     import tensorflow as tf
 
@@ -138,7 +143,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
 
     model = build_model(INPUT_HEIGHT, INPUT_WIDTH, width_mult=args.width_mult)
-    if args.init_from:
+    if args.init_from and args.init_from.suffix == ".tflite":
+        # The shipped int8 model, when its float weights are gone (runs/ is not kept).
+        from training.tflite_weights import load_chain_into
+
+        load_chain_into(model, args.init_from, x_cal[:64, ..., None].astype(np.float32))
+    elif args.init_from:
         # Continue an earlier run: training budgets here are short, so runs chain.
         model.load_weights(args.init_from)
         logger.info("initialised from %s", args.init_from)
@@ -242,6 +252,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "calib_seed": args.calib_seed,
         "n_train": len(x_train),
         "n_negatives": args.n_neg,
+        "init_from": (
+            {"file": str(args.init_from), "sha256": _sha256(args.init_from)}
+            if args.init_from
+            else None
+        ),
         "n_calib": len(x_cal),
         "n_representative": min(args.n_rep, len(x_train)),
         "epochs_run": round(epochs_done, 2),
@@ -328,7 +343,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "vin-agent")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--version", default="1.0.0", help="model version written to the manifest")
-    p.add_argument("--init-from", type=Path, help="start from these Keras weights (.weights.h5)")
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        help="start from these Keras weights (.weights.h5) or an exported int8 model (.tflite)",
+    )
     p.add_argument(
         "--save-weights", type=Path, help="also save the Keras weights here (.weights.h5)"
     )

@@ -49,7 +49,8 @@ from training.vins import is_vin_shaped, sample_distractor, sample_vin
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "scenes-1"
+#: scenes-2: the carriers of crops-2 (more serif faces).
+GENERATOR_VERSION = "scenes-2"
 _SIZES = ((640, 480), (800, 600), (1024, 768), (1280, 720), (1280, 960), (1600, 900))
 _SIZES += ((1920, 1080), (1440, 1080))
 _SIZE_WEIGHTS = (0.14, 0.08, 0.1, 0.22, 0.1, 0.08, 0.18, 0.1)

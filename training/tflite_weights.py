@@ -1,4 +1,4 @@
-"""Float Keras weights recovered from an exported int8 detector, to fine-tune a shipped model.
+"""Float Keras weights recovered from an exported int8 model, to fine-tune a shipped model.
 
 Training keeps float weights under ``runs/``, which is not shipped, so the
 int8 file in ``models/`` is often the only copy of a model worth continuing.
@@ -111,6 +111,17 @@ def load_into(model: Any, path: Path, frames: np.ndarray) -> None:
     _set_conv(logits, *convs.pop(("logits", 0)), folded)
     if convs:
         raise ValueError(f"{path}: convolutions without a layer in the model: {sorted(convs)}")
+    _unfold_batch_norms(model, frames, folded, path)
+    logger.info("initialised %s from %s", model.name, path)
+
+
+def _unfold_batch_norms(
+    model: Any, frames: np.ndarray, folded: dict[int, np.ndarray], path: Path
+) -> None:
+    """Give each batch norm its input's statistics on ``frames`` and a scale and shift
+    that, with those statistics, compute the folded bias the file held."""
+    from tensorflow import keras
+
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             conv = layer.input._keras_history.operation
@@ -123,6 +134,84 @@ def load_into(model: Any, path: Path, frames: np.ndarray) -> None:
             layer.set_weights([gamma, mean + bias, mean, var])
     if any(np.any(b) for b in folded.values()):
         raise ValueError(f"{path}: a bias-free convolution with no batch norm has a bias")
+
+
+def read_chain(path: Path) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], float]:
+    """``(op, kernel, bias)`` of every convolution, in execution order, TFLite layout,
+    and the scale of the first one's input (1.0 when it sees raw pixels).
+
+    For a chain network (the recognizer) execution order is layer order, so no
+    names are needed. A dilated convolution is lowered to SpaceToBatch + CONV_2D +
+    BatchToSpace with its bias moved into the ADD that follows; that bias is
+    folded back.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+
+    def value(i: int) -> np.ndarray:
+        return _dequantize(tensors[i], it.get_tensor(i))
+
+    chain: list[tuple[str, np.ndarray, np.ndarray]] = []
+    input_scale = 0.0
+    for op in it._get_ops_details():
+        name = op["op_name"]
+        if name in _KINDS:
+            if not chain:
+                input_scale = float(tensors[op["inputs"][0]]["quantization"][0])
+            chain.append((name, value(op["inputs"][1]), value(op["inputs"][2])))
+        elif name == "ADD" and chain and not np.any(chain[-1][2]):
+            width = [len(chain[-1][2])]
+            consts = [i for i in op["inputs"] if tensors[i]["shape"].tolist() == width]
+            if consts:
+                op_name, w, _ = chain[-1]
+                chain[-1] = (op_name, w, value(consts[0]))
+    return chain, input_scale
+
+
+def load_chain_into(model: Any, path: Path, frames: np.ndarray) -> None:
+    """Set a chain model's weights (Conv2D, DepthwiseConv2D, Conv1D, Dense, in layer
+    order) from the int8 TFLite file at ``path``; ``frames`` set batch-norm statistics.
+
+    The file may hold each Dense as a 1x1 convolution (``export.dense_as_conv1x1``).
+    """
+    from tensorflow import keras
+
+    chain, input_scale = read_chain(path)
+    rescale = next((x for x in model.layers if isinstance(x, keras.layers.Rescaling)), None)
+    if rescale is not None and input_scale > 0.5:
+        # The converter folded the input Rescaling into the first kernel, which then
+        # sees raw 0-255 pixels; the Keras kernel sees them rescaled.
+        if float(rescale.offset) != 0.0:
+            raise ValueError(f"{path}: cannot unfold a Rescaling with an offset")
+        op, w, b = chain[0]
+        chain[0] = (op, w / float(rescale.scale), b)
+    layers = [
+        x
+        for x in model.layers
+        if isinstance(x, keras.layers.Conv2D | keras.layers.Conv1D | keras.layers.Dense)
+        or isinstance(x, keras.layers.DepthwiseConv2D)
+    ]
+    if len(layers) != len(chain):
+        raise ValueError(
+            f"{path}: {len(chain)} convolutions in the file, {len(layers)} kernel layers in model"
+        )
+    folded: dict[int, np.ndarray] = {}
+    for layer, (op, w, b) in zip(layers, chain, strict=True):
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            if op != "DEPTHWISE_CONV_2D":
+                raise ValueError(f"layer {layer.name}: kernel of a {op} in the file")
+            w = w[0][..., None]  # 1HWC -> HWC1
+        elif isinstance(layer, keras.layers.Conv1D):
+            w = w[:, 0].transpose(1, 2, 0)  # O1KI -> KIO
+        elif isinstance(layer, keras.layers.Dense):
+            w = w.reshape(w.shape[0], -1).T  # O11I -> IO
+        else:
+            w = w.transpose(1, 2, 3, 0)  # OHWI -> HWIO
+        _set_conv(layer, w, b, folded)
+    _unfold_batch_norms(model, frames, folded, path)
     logger.info("initialised %s from %s", model.name, path)
 
 
