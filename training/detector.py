@@ -35,7 +35,7 @@ from agent.vision.detector import INPUT_HEIGHT, INPUT_WIDTH, SHRINK_ACROSS, SHRI
 from training import detector_data as data
 from training import loop
 from training.detector_eval import evaluate, latency, pick_threshold
-from training.export import tflite_runner, to_int8_tflite, write_model
+from training.export import init_record, tflite_runner, to_int8_tflite, write_model
 from training.loop import jitter_lut
 
 logger = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "lr": args.lr,
         "width_mult": args.width_mult,
         "deep_mult": args.deep_mult,
-        "init_from": str(args.init_from) if args.init_from else None,
+        "init_from": init_record(args.init_from, "detector"),
         "loss": "masked BCE + batch soft dice",
         "generator_version": GENERATOR_VERSION,
         "data_time_s": round(t_data, 1),

@@ -101,6 +101,32 @@ def write_model(models_dir: Path, name: str, content: bytes, entry: dict[str, An
     return path
 
 
+def init_record(path: Path | None, name: str) -> dict[str, Any] | None:
+    """What a run started from, for its manifest's ``training.init_from``.
+
+    An exported model is named by SHA-256, and when the manifest beside it
+    describes that very file, its version, command and own ``init_from`` are
+    carried along, so a chain of fine-tunes stays reproducible after the
+    intermediate weights (kept only under ``runs/``) are gone.
+    """
+    if path is None:
+        return None
+    record: dict[str, Any] = {"file": str(path)}
+    if path.suffix != ".tflite" or not path.exists():
+        return record
+    record["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    try:
+        entry = json.loads((path.parent / "manifest.json").read_text())["models"][name]
+    except (OSError, ValueError, KeyError):
+        return record
+    if entry.get("sha256") == record["sha256"]:
+        training = entry.get("training", {})
+        record["version"] = entry.get("version")
+        record["made_by"] = training.get("command")
+        record["its_init_from"] = training.get("init_from")
+    return record
+
+
 def promote(src_dir: Path, dst_dir: Path, name: str) -> Path:
     """Copy a model trained into a scratch directory, with its manifest entry, into
     ``dst_dir`` (normally ``models/``), checking the file against the entry's SHA-256.

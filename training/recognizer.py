@@ -11,7 +11,6 @@ Everything that produced the model goes into its manifest entry.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import platform
@@ -29,7 +28,13 @@ from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE
 from agent.vision.recognizer import INPUT_HEIGHT, INPUT_WIDTH, preprocess
 from training import loop
 from training.calibrate import fit_calibrator
-from training.export import dense_as_conv1x1, tflite_runner, to_int8_tflite, write_model
+from training.export import (
+    dense_as_conv1x1,
+    init_record,
+    tflite_runner,
+    to_int8_tflite,
+    write_model,
+)
 from training.loop import jitter_lut
 from training.recognizer_eval import evaluate_logits, labels_to_text, reader_verdicts
 
@@ -101,10 +106,6 @@ def batches(
             xb = x[idx]
             jitter_lut(xb, rng, gain=(0.7, 1.3), bias=30, invert=0.0)
             yield xb[..., None].astype(np.float32), y[idx]
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
@@ -252,11 +253,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "calib_seed": args.calib_seed,
         "n_train": len(x_train),
         "n_negatives": args.n_neg,
-        "init_from": (
-            {"file": str(args.init_from), "sha256": _sha256(args.init_from)}
-            if args.init_from
-            else None
-        ),
+        "init_from": init_record(args.init_from, "recognizer"),
         "n_calib": len(x_cal),
         "n_representative": min(args.n_rep, len(x_train)),
         "epochs_run": round(epochs_done, 2),

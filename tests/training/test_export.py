@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.vision.manifest import load_manifest, verify_all
-from training.export import promote
+from training.export import init_record, promote
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,3 +37,27 @@ def test_promote_copies_the_model_and_its_entry_and_refuses_a_tampered_file(
     (src / "detector.tflite").write_bytes(bytes(data))
     with pytest.raises(ValueError, match="does not match"):
         promote(src, dst, "detector")
+
+
+def test_init_record_carries_the_chain_of_the_model_it_starts_from(tmp_path: Path) -> None:
+    """A fine-tune from a shipped model must name what made that model, or the chain
+    is lost with the float weights; a file its manifest does not describe (edited,
+    or another build) must not borrow the entry's history."""
+    shutil.copytree(REPO / "models", tmp_path / "m", ignore=shutil.ignore_patterns("__*"))
+    shipped = json.loads((REPO / "models" / "manifest.json").read_text())["models"]["recognizer"]
+    record = init_record(tmp_path / "m" / "recognizer.tflite", "recognizer")
+    assert record is not None
+    assert record["sha256"] == shipped["sha256"]
+    assert record["version"] == shipped["version"]
+    assert record["made_by"] == shipped["training"]["command"]
+    assert record["its_init_from"] == shipped["training"].get("init_from")
+
+    data = bytearray((tmp_path / "m" / "recognizer.tflite").read_bytes())
+    data[100] ^= 0xFF
+    (tmp_path / "m" / "recognizer.tflite").write_bytes(bytes(data))
+    edited = init_record(tmp_path / "m" / "recognizer.tflite", "recognizer")
+    assert edited is not None and "made_by" not in edited
+    assert init_record(tmp_path / "w.weights.h5", "recognizer") == {
+        "file": str(tmp_path / "w.weights.h5")
+    }
+    assert init_record(None, "recognizer") is None
