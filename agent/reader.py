@@ -21,6 +21,7 @@ from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE, required_confidence
 from agent.vision.ctc import align, count_characters
 from agent.vision.decoding import share_doubt
 from agent.vision.detector import Detection, Detector
+from agent.vision.extent import ink_extent
 from agent.vision.geometry import expand_quad, quad_axes, quad_box, rectify, stretch_quad
 from agent.vision.manifest import load_manifest
 from agent.vision.recognizer import Read, Recognizer
@@ -53,6 +54,18 @@ GROW_MIN_CHARS = 6
 #: with the 0.99 floor 36.8 % / 2.13 %, better on both counts.
 GROW_PLACEMENTS = (0.5, 0.0, 1.0)
 GROW_MIN_CONFIDENCE = 0.99
+#: A fragment is retried (ink extent, then growth) whatever the VIN rules refused it
+#: for, not only ``not_17_characters``: a 10-character fragment is often forced into
+#: 17 cheaply enough and then refused as ``unknown_manufacturer`` or
+#: ``checksum_failed``. Every retry is one more chance to force other text into a
+#: VIN, so a retried read is kept only if its check digit verifies it. On 2,000
+#: generated scenes (seed 31337, detectors 1.4.0, recognizer 1.2.1, default
+#: threshold): retrying only not_17 lines, with growth alone, 36.8 % exact / 2.00 %
+#: wrong / 12 false reads on 263 VIN-less scenes; retrying every refused fragment
+#: with ink extent and growth, 40.5 / 2.44 / 14; the same, keeping only
+#: check-digit-valid retries, 39.0 / 2.00 / 11.
+#: The ink extent is read only when it is at least this much longer than the fragment.
+INK_MIN_GROWTH = 1.1
 #: Margins added around a detected line before rectifying, in line heights.
 PAD_ENDS = 0.5
 PAD_ABOVE_BELOW = 0.3
@@ -184,10 +197,10 @@ class Reader:
             return Miss(det.box, "too_small")
         read, forced, seen = self.recognize(frame, det)
         reason = rejection(read, forced)
-        if retry and reason == "not_17_characters":
-            grown = self._grown(frame, det, seen)
-            if grown is not None:
-                return grown
+        if retry and reason is not None and seen < vin.VIN_LENGTH:
+            again = self._retried(frame, det, seen)
+            if again is not None:
+                return again
         if reason is not None:
             return Miss(det.box, reason, read.vin, read.confidence)
         return LineRead(
@@ -200,25 +213,35 @@ class Reader:
             ocr=read,
         )
 
-    def _grown(self, frame: np.ndarray, det: Detection, seen: int) -> LineRead | None:
-        """A read of the line grown along its axis that passes the VIN rules, or None.
+    def _retried(self, frame: np.ndarray, det: Detection, seen: int) -> LineRead | None:
+        """A read of a fragment's whole line that the check digit verifies, or None.
 
         A crop showing too few characters is usually a fragment of the line
-        whose neighbours the detector's map missed: grow it to hold 17. The
-        threshold is applied to the result later, as to any read.
+        whose neighbours the detector's map missed. First the line is followed
+        through the frame to the ends of its ink; failing that, it is grown to
+        hold 17 characters at the margins and placements above. The threshold
+        is applied to the result later, as to any read.
         """
-        if not GROW_MIN_CHARS <= seen < vin.VIN_LENGTH:
-            return None
         h, w = frame.shape[:2]
-        for margin in GROW_MARGINS:
-            for before in GROW_PLACEMENTS:
-                # Out-of-frame parts of the quad are filled by rectify's border replication.
-                quad = stretch_quad(det.quad, vin.VIN_LENGTH / seen * margin, before)
-                again = self._read_line(
-                    frame, Detection(quad, quad_box(quad, w, h), det.score), False
-                )
-                if isinstance(again, LineRead) and again.confidence >= GROW_MIN_CONFIDENCE:
-                    return again
+        quads = []
+        inked = ink_extent(frame, det.quad)
+        if quad_axes(inked)[2] > INK_MIN_GROWTH * quad_axes(det.quad)[2]:
+            quads.append(inked)
+        if GROW_MIN_CHARS <= seen:
+            # Out-of-frame parts of a grown quad are filled by rectify's border replication.
+            quads.extend(
+                stretch_quad(det.quad, vin.VIN_LENGTH / seen * margin, before)
+                for margin in GROW_MARGINS
+                for before in GROW_PLACEMENTS
+            )
+        for quad in quads:
+            again = self._read_line(frame, Detection(quad, quad_box(quad, w, h), det.score), False)
+            if (
+                isinstance(again, LineRead)
+                and again.checksum_valid
+                and again.confidence >= GROW_MIN_CONFIDENCE
+            ):
+                return again
         return None
 
     def read_frame(self, frame: np.ndarray) -> FrameResult:

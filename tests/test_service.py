@@ -41,12 +41,6 @@ def _visits(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return by_id
 
 
-DETECTOR_GAP = pytest.mark.xfail(
-    reason="detector 1.4.0 reads 3 of the clip's 4 vehicles (held-out line recall 0.39): issue 4",
-    strict=False,
-)
-
-
 def _check_schema(events: list[dict[str, Any]]) -> None:
     for e in events:
         assert EVENT_KEYS <= set(e), EVENT_KEYS - set(e)
@@ -79,7 +73,6 @@ def _stdout_run(cli: list[str], tmp_path: Path) -> tuple[list[dict[str, Any]], s
     return [json.loads(x) for x in out.splitlines() if x.strip()], err
 
 
-@DETECTOR_GAP
 def test_clip_to_stdout_one_visit_per_vehicle(cli: list[str], tmp_path: Path) -> None:
     """The quickstart's run: every vehicle of the clip once, new then end."""
     lines, _ = _stdout_run(cli, tmp_path)
