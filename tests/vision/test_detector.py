@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.vision.detector import Detector, _cut_by_tile, _duplicate
+from agent.vision.detector import Detector, _cut_by_tile, _duplicate, quads_from_map
+from agent.vision.geometry import quad_axes
 from agent.vision.manifest import load_manifest
 from tests.conftest import REPO
 
@@ -35,6 +36,22 @@ def _counting(detector: Detector, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(detector.model, "invoke", counted)
     return calls
+
+
+def test_hysteresis_extends_a_line_over_its_weaker_cells_only() -> None:
+    """The map is often strong at a line's core and weaker along the rest of it: cells
+    above the low threshold extend a line found above the high one, but a region that
+    never reaches the high threshold is still no line."""
+    prob = np.zeros((40, 80), np.float32)
+    prob[10:12, 10:60] = 0.6  # the whole line, weakly
+    prob[10:12, 30:40] = 0.9  # its core
+    prob[25:27, 10:60] = 0.6  # weak everywhere: not a line
+    (strict,) = quads_from_map(prob, 0.8)
+    assert quad_axes(strict[0])[2] < 20
+    (found,) = quads_from_map(prob, 0.8, low=0.5)
+    _, _, length, _ = quad_axes(found[0])
+    centre = found[0].mean(axis=0)
+    assert length > 45 and centre[1] < 15
 
 
 def test_duplicates_are_judged_by_iou() -> None:
