@@ -414,3 +414,35 @@ def test_a_retried_read_is_kept_only_if_its_check_digit_verifies_it(
         if isinstance(r := reader._read_line(gray, det), LineRead)
     ]
     assert kept and all(r.checksum_valid for r in kept)
+
+
+def test_a_retried_crop_far_from_17_characters_is_screened_before_alignment(
+    reader: Reader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Most retried crops (other text, background) show nowhere near 17 characters: the
+    screen refuses them from the recognizer's columns alone, without the two alignments
+    and the decode a read costs; a whole VIN line passes the screen."""
+    import agent.reader
+    from agent.vision.detector import Detection
+    from agent.vision.geometry import quad_box, stretch_quad
+
+    aligned: list[int] = []
+    align = agent.reader.align
+
+    def counted(columns: np.ndarray) -> Any:
+        aligned.append(1)
+        return align(columns)
+
+    monkeypatch.setattr(agent.reader, "align", counted)
+    screened = passed = 0
+    for _, gray, line in _sample_lines():
+        h, w = gray.shape
+        quad = np.array(line["quad"], np.float32)
+        whole = reader.recognize(gray, Detection(quad, quad_box(quad, w, h), 1.0), screen=True)
+        passed += whole is not None
+        part = stretch_quad(quad, 0.25, 0.5)  # about 4 characters
+        aligned.clear()
+        if reader.recognize(gray, Detection(part, quad_box(part, w, h), 1.0), screen=True) is None:
+            screened += 1
+            assert not aligned
+    assert screened >= 3 and passed >= 3, (screened, passed)
