@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,3 +119,16 @@ def broker_factory(tmp_path: Path) -> Iterator[Callable[..., MosquittoBroker]]:
 def broker(broker_factory: Callable[..., MosquittoBroker]) -> MosquittoBroker:
     """A running anonymous mosquitto on a free loopback port."""
     return broker_factory()
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[int]:
+    """Count calls of ``owner.name`` while still calling it (the real thing runs)."""
+    calls: list[int] = []
+    real = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls

@@ -14,6 +14,7 @@ import pytest
 from agent import vin
 from agent.reader import FrameResult, LineRead, Miss, Reader, pad_quad, response
 from agent.vision.barcodes import BarcodeRead
+from tests.conftest import count_calls
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples" / "scenes"
@@ -426,14 +427,7 @@ def test_a_retried_crop_far_from_17_characters_is_screened_before_alignment(
     from agent.vision.detector import Detection
     from agent.vision.geometry import quad_box, stretch_quad
 
-    aligned: list[int] = []
-    align = agent.reader.align
-
-    def counted(columns: np.ndarray) -> Any:
-        aligned.append(1)
-        return align(columns)
-
-    monkeypatch.setattr(agent.reader, "align", counted)
+    aligned = count_calls(monkeypatch, agent.reader, "align")
     screened = passed = 0
     for _, gray, line in _sample_lines():
         h, w = gray.shape

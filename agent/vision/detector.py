@@ -113,9 +113,10 @@ def quads_from_map(
     for i in range(1, n):
         if stats[i, cv2.CC_STAT_AREA] < min_area:
             continue
-        if low < threshold and prob[labels == i].max() < threshold:
-            continue
         ys, xs = np.nonzero(labels == i)
+        scores = prob[ys, xs]
+        if scores.max() < threshold:  # hysteresis: no cell of it reaches the high threshold
+            continue
         pts = np.stack([xs, ys], axis=1).astype(np.float32)
         (cx, cy), (w, h), angle = cv2.minAreaRect(pts)
         # Pixel centres span one pixel less than the region they cover.
@@ -124,7 +125,7 @@ def quads_from_map(
             continue
         quad = order_quad(cv2.boxPoints(((cx, cy), (w, h), angle)))
         quad = expand_quad(quad, 1 / SHRINK_ALONG - 1, 1 / SHRINK_ACROSS - 1)
-        found.append((quad, float(prob[labels == i].mean())))
+        found.append((quad, float(scores.mean())))
     return found
 
 

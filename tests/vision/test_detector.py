@@ -11,7 +11,7 @@ import pytest
 from agent.vision.detector import Detector, _cut_by_tile, _duplicate, quads_from_map
 from agent.vision.geometry import quad_axes
 from agent.vision.manifest import load_manifest
-from tests.conftest import REPO
+from tests.conftest import REPO, count_calls
 
 SCENES = REPO / "samples" / "scenes"
 
@@ -27,15 +27,7 @@ def detector() -> Detector:
 
 def _counting(detector: Detector, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count invocations of the real model (it still runs)."""
-    calls: list[int] = []
-    invoke = detector.model.invoke
-
-    def counted(x: np.ndarray) -> Any:
-        calls.append(1)
-        return invoke(x)
-
-    monkeypatch.setattr(detector.model, "invoke", counted)
-    return calls
+    return count_calls(monkeypatch, detector.model, "invoke")
 
 
 def test_hysteresis_extends_a_line_over_its_weaker_cells_only() -> None:
