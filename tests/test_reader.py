@@ -382,7 +382,39 @@ def test_a_fragment_is_followed_to_the_ends_of_its_ink(
     wrong = sum(isinstance(r, LineRead) and r.vin != v for r, v in reads)
     assert right >= 6 and wrong == 0, (right, wrong, len(fragments))
     monkeypatch.setattr(agent.reader, "INK_MIN_GROWTH", float("inf"))
+    monkeypatch.setattr(agent.reader, "BAND_SAME", 0.0)
     assert not any(isinstance(reader._read_line(g, d), LineRead) for g, d, _, _ in fragments)
+
+
+def test_a_fragment_off_its_band_is_moved_onto_it(
+    reader: Reader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The map gives a small line's height to a cell or two, so fragments come too tall
+    (taking in the next label line) as well as too short along: the retry first moves the
+    fragment onto the band of ink it lies on. Without that step fewer such fragments are
+    read back, and none is published as another VIN either way."""
+    import agent.reader
+    from agent.vision.detector import Detection
+    from agent.vision.geometry import expand_quad, quad_box
+
+    monkeypatch.setattr(agent.reader, "GROW_MIN_CHARS", 99)  # growth off: the ink alone
+    cases = []
+    for gray, det, v, _ in _half_line_fragments(reader):
+        h, w = gray.shape
+        tall = expand_quad(det.quad, along=0.0, across=0.7)
+        cases.append((gray, Detection(tall, quad_box(tall, w, h), 1.0), v))
+
+    def count() -> tuple[int, int]:
+        """Right and wrong reads that would be published (the threshold is applied later)."""
+        reads = [(reader._read_line(g, d), v) for g, d, v in cases]
+        sure = [(r.vin, v) for r, v in reads if isinstance(r, LineRead) and r.confidence >= 0.8]
+        return sum(a == b for a, b in sure), sum(a != b for a, b in sure)
+
+    with_band = count()
+    monkeypatch.setattr(agent.reader, "ink_band", lambda gray, quad: quad)
+    without = count()
+    assert with_band[1] == 0 and without[1] == 0, (with_band, without)
+    assert with_band[0] > without[0], (with_band, without, len(cases))
 
 
 def test_a_fragment_refused_for_any_reason_is_retried(reader: Reader) -> None:
