@@ -71,9 +71,13 @@ class ReaderConfig(BaseModel):
     )
     quarter_turn: bool = Field(
         False,
-        description="also search each frame turned 90 degrees, for vertical lines and "
-        "barcodes (portrait photos, a camera on its side); one more detector pass and a "
-        "barcode scan three times as long per frame",
+        description="also search each frame turned 90 degrees for vertical VIN lines (a "
+        "camera on its side, vertical labels): one more detector pass per frame",
+    )
+    turned_barcodes: bool = Field(
+        False,
+        description="also scan each frame turned 90 degrees for vertical barcodes: a "
+        "barcode pass three times as long, the largest cost of a frame",
     )
     max_lines: int = Field(
         DEFAULT_MAX_LINES,

@@ -36,6 +36,10 @@ MIN_LINE_HEIGHT_PX = 6.0
 MAX_FORCED_COST = 6.0
 #: Lines read per frame at most (``Reader.max_lines``), likeliest first.
 DEFAULT_MAX_LINES = 24
+#: Photos (``vin-agent read``, ``eval``, ``serve``) are also searched turned a quarter
+#: for vertical VIN lines by default: their orientation is unknown. A mounted camera's
+#: is not, so the daemon's ``[reader] quarter_turn`` defaults to off.
+PHOTO_QUARTER_TURN = True
 #: A line read with fewer than 17 characters (a fragment of the line the detector
 #: found) is read again grown along its axis to hold 17 at these margins, in turn,
 #: if it showed at least GROW_MIN_CHARS. On 2,000 generated scenes (detector 1.3.0,
@@ -174,6 +178,7 @@ class Reader:
         tiles: bool = True,
         quarter_turn: bool = False,
         max_lines: int = DEFAULT_MAX_LINES,
+        turned_barcodes: bool = False,
     ) -> None:
         manifest = load_manifest(models_dir)
         self.detector = Detector(manifest, runtime)
@@ -183,6 +188,7 @@ class Reader:
         self.barcodes = barcodes
         self.tiles = tiles
         self.quarter_turn = quarter_turn
+        self.turned_barcodes = turned_barcodes
         self.max_lines = max_lines
         self.models = {
             "detector": {"version": self.detector.version, "sha256": self.detector.sha256},
@@ -312,9 +318,9 @@ class Reader:
                 else:
                     ocr_reads.append(one)
         t2 = time.perf_counter()
-        # Vertical barcodes are what the quarter turn is for, too: scanning for them
-        # triples the barcode pass, the largest cost of a frame.
-        codes = read_barcodes(frame, self.policy, self.quarter_turn) if self.barcodes else []
+        # Scanning for vertical barcodes triples the barcode pass, the largest cost
+        # of a frame, so it is asked for apart from the detector's quarter turn.
+        codes = read_barcodes(frame, self.policy, self.turned_barcodes) if self.barcodes else []
         t3 = time.perf_counter()
         reads = self._fuse(ocr_reads, codes, w, h)
         for r in reads:

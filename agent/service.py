@@ -92,6 +92,7 @@ def make_reader(config: AgentConfig) -> Reader:
         tiles=config.reader.tiles,
         quarter_turn=config.reader.quarter_turn,
         max_lines=config.reader.max_lines,
+        turned_barcodes=config.reader.turned_barcodes,
     )
 
 

@@ -32,7 +32,7 @@ from agent.reader import (
 from agent.vin import ALPHABET, ChecksumPolicy
 from agent.vision.barcodes import read_barcodes
 from agent.vision.ctc import slot_probabilities
-from agent.vision.detector import Detector, quads_from_map, sigmoid
+from agent.vision.detector import EXTENT_THRESHOLD, Detector, quads_from_map, sigmoid
 from agent.vision.geometry import Letterbox, quad_box, quad_height, rectify
 from agent.vision.manifest import ModelError, load_manifest
 from agent.vision.recognizer import Recognizer, preprocess, softmax
@@ -48,7 +48,7 @@ STAGES = {
     "det_prepare": "detector pre-processing (prepare)",
     "det_invoke": "detector invoke",
     "det_post": "map post-processing (sigmoid+quads)",
-    "det_all": "Detector.detect, every pass (whole, quarter turn, tiles at 1920x1080)",
+    "det_all": "Detector.detect, the daemon's passes (whole frame, tiles at 1920x1080)",
     "rectify": "crop rectification, per line",
     "rec_prepare": "recognizer pre-processing, per crop",
     "rec_invoke": "recognizer invoke, per crop",
@@ -95,10 +95,12 @@ def load_parts(models_dir: Path | None, threads: int = 1) -> Parts:
 def _post(
     prob_logits: np.ndarray, lb: Letterbox, det_height: int, threshold: float
 ) -> list[np.ndarray]:
-    """Detector.detect after the invoke: sigmoid, components, back to frame pixels."""
+    """Detector.detect after the invoke: sigmoid, components (with the same hysteresis),
+    back to frame pixels."""
     prob = sigmoid(prob_logits[0, :, :, 0])
     stride = det_height / prob.shape[0]
-    return [lb.to_frame((q + 0.5) * stride - 0.5) for q, _ in quads_from_map(prob, threshold)]
+    found = quads_from_map(prob, threshold, low=EXTENT_THRESHOLD)
+    return [lb.to_frame((q + 0.5) * stride - 0.5) for q, _ in found]
 
 
 def _rec_post(logits: np.ndarray) -> np.ndarray:
@@ -171,8 +173,8 @@ def stage_breakdown(
                 box = quad_box(q, f.width, f.height)
                 valid = read.decoded.checksum_valid
                 lines.append(LineRead(read.vin, read.confidence, valid, q, box, "ocr", ocr=read))
-            # As Reader.read_frame calls it: the rotated scan only with the quarter turn.
-            turn = reader.quarter_turn if reader is not None else False
+            # As Reader.read_frame calls it: the rotated scan only when asked for.
+            turn = reader.turned_barcodes if reader is not None else False
             _, ms = timed(lambda gray=gray, turn=turn: read_barcodes(gray, parts.policy, turn))
             t["barcode"].append(ms)
             if reader is not None:

@@ -137,9 +137,10 @@ def test_eval_without_labels_is_a_clear_error(cli: list[str], tmp_path: Path) ->
     assert b"labels.csv" in proc.stderr
 
 
-def test_quarter_turn_reads_a_vertical_barcode(cli: list[str], tmp_path: Path) -> None:
+def test_turned_barcodes_reads_a_vertical_barcode(cli: list[str], tmp_path: Path) -> None:
     """A portrait photo without EXIF orientation turns the label's barcode vertical; the
-    rotated scan is opt-in (it triples the barcode pass), so --quarter-turn must find it."""
+    rotated scan is opt-in (it triples the barcode pass), so --turned-barcodes must find
+    it and the detector's quarter turn alone must not."""
     import cv2
     import numpy as np
     import zxingcpp
@@ -155,6 +156,6 @@ def test_quarter_turn_reads_a_vertical_barcode(cli: list[str], tmp_path: Path) -
     path = tmp_path / "portrait.png"
     cv2.imwrite(str(path), np.rot90(page))
     (plain,) = _lines(run_cli(cli, "read", str(path)).stdout)
-    (turned,) = _lines(run_cli(cli, "read", "--quarter-turn", str(path)).stdout)
+    (turned,) = _lines(run_cli(cli, "read", "--turned-barcodes", str(path)).stdout)
     assert plain["success"] is False
     assert turned["success"] is True and turned["vin"] == vin and turned["source"] == "barcode"

@@ -27,7 +27,7 @@ from agent.vin import ALPHABET
 from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE
 from agent.vision.recognizer import INPUT_HEIGHT, INPUT_WIDTH, preprocess
 from training import loop
-from training.calibrate import fit_calibrator
+from training.calibrate import NEG_CALIB_DEFAULT, fit_calibrator
 from training.export import (
     dense_as_conv1x1,
     init_record,
@@ -36,7 +36,12 @@ from training.export import (
     write_model,
 )
 from training.loop import jitter_lut
-from training.recognizer_eval import evaluate_logits, labels_to_text, reader_verdicts
+from training.recognizer_eval import (
+    evaluate_logits,
+    labels_to_text,
+    reader_verdicts,
+    rule_passing,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +133,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         x_train = np.concatenate([x_train, x_easy])
         y_train = np.concatenate([y_train, y_easy.astype(y_train.dtype)])
     x_neg_test, _, _ = load_split(args.test_seed, args.n_neg_test, args.workers, cache, True)
+    x_neg_cal, _, _ = load_split(args.calib_seed, args.n_neg_calib, args.workers, cache, True)
     if args.n_neg:
         from training.dataset import pad_labels
 
@@ -209,7 +215,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     content = to_int8_tflite(dense_as_conv1x1(model), rep)
     run = tflite_runner(content, threads=args.threads)
     cal_eval = evaluate_logits(run(x_cal[..., None]), labels_to_text(y_cal))
-    calibrator, cal_fit = fit_calibrator(cal_eval["decoded"], labels_to_text(y_cal))
+    neg_cal = rule_passing(run(x_neg_cal[..., None])) if len(x_neg_cal) else []
+    calibrator, cal_fit = fit_calibrator(cal_eval["decoded"], labels_to_text(y_cal), neg_cal)
     test_logits = run(x_test[..., None])
     int8 = evaluate_logits(test_logits, truth_test, calibrator)
     verdicts = reader_verdicts(test_logits, calibrator)
@@ -255,6 +262,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "n_negatives": args.n_neg,
         "init_from": init_record(args.init_from, "recognizer"),
         "n_calib": len(x_cal),
+        "n_negatives_calib": len(x_neg_cal),
         "n_representative": min(args.n_rep, len(x_train)),
         "epochs_run": round(epochs_done, 2),
         "batch": args.batch,
@@ -321,6 +329,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=2_000,
         help="held-out lines that are not VINs: how many would the reader publish?",
     )
+    p.add_argument(
+        "--n-neg-calib",
+        type=int,
+        default=NEG_CALIB_DEFAULT,
+        help="lines that are not VINs (calibration seed) whose reads pass the VIN rules are "
+        "fitted as wrong reads (default %(default)s)",
+    )
     p.add_argument("--epochs", type=int, default=12, help="0: only export --init-from")
     p.add_argument(
         "--n-rep",
@@ -353,6 +368,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.tiny:
         args.n_train, args.n_calib, args.n_test, args.n_easy = 256, 64, 64, 64
         args.n_neg, args.n_neg_test = min(args.n_neg, 64), 32
+        args.n_neg_calib = min(args.n_neg_calib, 32)
         args.epochs, args.batch, args.width_mult = 1, 32, 0.25
         args.no_cache = True
         args.version = "0.0.0-tiny"

@@ -16,7 +16,7 @@ import numpy as np
 from agent.vin import ALPHABET
 from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE, expected_calibration_error
 from agent.vision.ctc import AlignmentError, slot_probabilities
-from agent.vision.decoding import decode
+from agent.vision.decoding import Decoded, decode
 from agent.vision.recognizer import softmax
 
 
@@ -61,6 +61,25 @@ def evaluate_logits(
         out["published"] = float(published.mean())
         out["wrong_published"] = float((published & ~exact).mean())
         out["min_confidence"] = DEFAULT_MIN_CONFIDENCE
+    return out
+
+
+def rule_passing(logits: np.ndarray) -> list[Decoded]:
+    """Decoded reads of the crops whose read the reader's rules (length, checksum,
+    manufacturer) would let through to the threshold: the negatives calibration needs."""
+    from agent.reader import rejection
+    from agent.vision.ctc import align
+    from agent.vision.recognizer import Read
+
+    out = []
+    for frame_logits in logits:
+        try:
+            probs, forced = align(softmax(frame_logits))
+        except AlignmentError:
+            continue
+        decoded = decode(probs, "auto", k=5)
+        if rejection(Read(decoded.vin, 0.0, decoded, probs), forced) is None:
+            out.append(decoded)
     return out
 
 
