@@ -102,7 +102,7 @@ def test_annotate_writes_images(cli: list[str], tmp_path: Path) -> None:
 
 
 @pytest.mark.xfail(
-    reason="detector 1.5.0 finds few VIN lines (held-out recall 0.42): issue 4",
+    reason="detector 1.6.0 finds few VIN lines (held-out recall 0.43): issue 4",
     strict=False,
 )
 def test_read_finds_the_sample_vin(cli: list[str]) -> None:

@@ -81,7 +81,7 @@ def _labels() -> dict[str, set[str]]:
 
 
 DETECTOR_GAP = pytest.mark.xfail(
-    reason="detector 1.5.0 finds few VIN lines (held-out recall 0.42): issue 4",
+    reason="detector 1.6.0 finds few VIN lines (held-out recall 0.43): issue 4",
     strict=False,
 )
 
