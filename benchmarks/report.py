@@ -82,10 +82,10 @@ def render(res: dict[str, Any]) -> str:
         rows = []
         for key, r in e2e.items():
             if "median_ms" in r:
-                size, threads = key.split("@")
+                size, threads, *turn = key.split("@")
                 rows.append(
-                    [size, threads, r["fps"], r["median_ms"], r["p95_ms"],
-                     r["true_vins_read_fraction"]]
+                    [size + "".join(f", {t}" for t in turn), threads, r["fps"], r["median_ms"],
+                     r["p95_ms"], r["true_vins_read_fraction"]]
                 )  # fmt: skip
         out.append(table(["frame", "threads", "fps", "median ms", "p95 ms", "VIN read"], rows))
 

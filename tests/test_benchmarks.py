@@ -47,6 +47,8 @@ def test_quick_benchmark_without_peers_writes_every_section(tmp_path: Path) -> N
     assert {"environment", "models", "stages", "end_to_end", "scaling_vins"} <= set(res)
     assert {"clip_memory", "cold_start", "startup", "publish_paho"} <= set(res)
     assert "peers" not in res
+    # What `vin-agent read` does by default is measured beside what the daemon does.
+    assert {"1280x720@1", "1280x720@1@quarter turn"} <= set(res["end_to_end"])
     assert set(res["stages"]["stages"]) >= {"det_invoke", "rec_invoke", "barcode", "fusion"}
     assert all(r["exit_status"] == 0 for r in res["clip_memory"]["runs"])
     assert "stages:" in proc.stdout.decode()
