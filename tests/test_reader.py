@@ -418,17 +418,25 @@ def test_a_fragment_off_its_band_is_moved_onto_it(
     """The map gives a small line's height to a cell or two, so fragments come too tall
     (taking in the next label line) as well as too short along: the retry first moves the
     fragment onto the band of ink it lies on. Without that step fewer such fragments are
-    read back, and none is published as another VIN either way."""
+    read back, and none is published as another VIN either way.
+
+    Two heights of fragment, and the retry's bar lowered from 0.99 to 0.95: this is a
+    test of where the crop is taken, and int8 rounding differs by platform enough to
+    move single reads across 0.99 (arm64 measured 9 against 9 of 27 at one height and
+    0.99; x86-64 11 against 9).
+    """
     import agent.reader
     from agent.vision.detector import Detection
     from agent.vision.geometry import expand_quad, quad_box
 
     monkeypatch.setattr(agent.reader, "GROW_MIN_CHARS", 99)  # growth off: the ink alone
+    monkeypatch.setattr(agent.reader, "GROW_MIN_CONFIDENCE", 0.95)
     cases = []
     for gray, det, v, _ in _half_line_fragments(reader):
         h, w = gray.shape
-        tall = expand_quad(det.quad, along=0.0, across=0.7)
-        cases.append((gray, Detection(tall, quad_box(tall, w, h), 1.0), v))
+        for across in (0.7, 0.9):
+            tall = expand_quad(det.quad, along=0.0, across=across)
+            cases.append((gray, Detection(tall, quad_box(tall, w, h), 1.0), v))
 
     def count() -> tuple[int, int]:
         """Right and wrong reads that would be published (the threshold is applied later)."""
