@@ -26,6 +26,12 @@ EXIT_USAGE = 2
 Handler = Callable[[argparse.Namespace], int]
 
 
+#: Photos (``read``, ``eval``, ``serve``) are also searched turned a quarter for vertical
+#: VIN lines by default: their orientation is unknown. A mounted camera's is not, so the
+#: daemon's ``[reader] quarter_turn`` defaults to off.
+PHOTO_QUARTER_TURN = True
+
+
 def _emit(obj: object) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
     sys.stdout.flush()
@@ -238,8 +244,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _add_reader_options(p: argparse.ArgumentParser) -> None:
-    from agent.reader import PHOTO_QUARTER_TURN
-
     _add_models_dir(p)
     p.add_argument(
         "--policy",

@@ -36,10 +36,6 @@ MIN_LINE_HEIGHT_PX = 6.0
 MAX_FORCED_COST = 6.0
 #: Lines read per frame at most (``Reader.max_lines``), likeliest first.
 DEFAULT_MAX_LINES = 24
-#: Photos (``vin-agent read``, ``eval``, ``serve``) are also searched turned a quarter
-#: for vertical VIN lines by default: their orientation is unknown. A mounted camera's
-#: is not, so the daemon's ``[reader] quarter_turn`` defaults to off.
-PHOTO_QUARTER_TURN = True
 #: A line read with fewer than 17 characters (a fragment of the line the detector
 #: found) is read again grown along its axis to hold 17 at these margins, in turn,
 #: if it showed at least GROW_MIN_CHARS. On 2,000 generated scenes (detector 1.3.0,

@@ -178,13 +178,13 @@ class Runner:
             for (w, h), fr in frames.items():
                 logger.info("end to end %dx%d, %d thread(s)", w, h, threads)
                 out[f"{w}x{h}@{threads}"] = stages.end_to_end(reader, fr, p.warmup, p.e2e_repeat)
-        # `vin-agent read` also searches photos turned a quarter (the daemon does not).
-        reader = stages.load_reader(self.models_dir, 1)
-        reader.quarter_turn = True
-        logger.info("end to end 1280x720, 1 thread, quarter turn")
-        out["1280x720@1@quarter turn"] = stages.end_to_end(
-            reader, frames[(1280, 720)], p.warmup, p.e2e_repeat
-        )
+            if threads == 1:
+                # `vin-agent read` also searches photos turned a quarter (the daemon does not).
+                reader.quarter_turn = True
+                logger.info("end to end 1280x720, 1 thread, quarter turn")
+                out["1280x720@1@quarter turn"] = stages.end_to_end(
+                    reader, frames[(1280, 720)], p.warmup, p.e2e_repeat
+                )
         self.res["end_to_end"] = out
 
     def scaling(self) -> None:

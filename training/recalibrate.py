@@ -20,41 +20,19 @@ import logging
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from agent.vision.calibration import Calibrator
 from training.calibrate import NEG_CALIB_DEFAULT, fit_calibrator
 from training.export import tflite_runner
 from training.recognizer import load_split
-from training.recognizer_eval import evaluate_logits, labels_to_text, reader_verdicts, rule_passing
+from training.recognizer_eval import (
+    calibrated_metrics,
+    evaluate_logits,
+    labels_to_text,
+    rule_passing,
+)
 
 logger = logging.getLogger(__name__)
-
-
-def measure(
-    run: Any, calibrator: Calibrator, x_test: np.ndarray, truth: list[str], x_neg: np.ndarray
-) -> dict[str, Any]:
-    """The manifest's calibration-dependent metrics of one calibrator on the test crops."""
-    logits = run(x_test[..., None])
-    int8 = evaluate_logits(logits, truth, calibrator)
-    verdicts = reader_verdicts(logits, calibrator)
-    published = [v == t for (v, r), t in zip(verdicts, truth, strict=True) if r is None]
-    neg = reader_verdicts(run(x_neg[..., None]), calibrator) if len(x_neg) else []
-    reasons: dict[str, int] = {}
-    for _, reason in neg:
-        reasons[str(reason)] = reasons.get(str(reason), 0) + 1
-    return {
-        "ece": int8["ece"],
-        "published_at_min_confidence": int8["published"],
-        "wrong_published_at_min_confidence": int8["wrong_published"],
-        "published_by_reader": len(published) / max(len(truth), 1),
-        "wrong_published_by_reader": published.count(False) / max(len(truth), 1),
-        "n_negatives_test": len(neg),
-        "negatives_published": reasons.get("None", 0) / max(len(neg), 1),
-        "negatives_by_reason": reasons,
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,12 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     truth = labels_to_text(y_test)
 
     decoded = evaluate_logits(run(x_cal[..., None]), labels_to_text(y_cal))["decoded"]
-    negatives = rule_passing(run(x_neg_cal[..., None])) if len(x_neg_cal) else []
+    negatives = rule_passing(run(x_neg_cal[..., None]))
     logger.info("%d of %d negative lines pass the VIN rules", len(negatives), len(x_neg_cal))
     new, fit = fit_calibrator(decoded, labels_to_text(y_cal), negatives)
     old = Calibrator.from_manifest(entry.get("calibration"))
-    before = measure(run, old, x_test, truth, x_neg_test)
-    after = measure(run, new, x_test, truth, x_neg_test)
+    test_logits, neg_logits = run(x_test[..., None]), run(x_neg_test[..., None])
+    before, _ = calibrated_metrics(test_logits, truth, neg_logits, old)
+    after, _ = calibrated_metrics(test_logits, truth, neg_logits, new)
     for key in after:
         logger.info("%s: %s -> %s", key, before[key], after[key])
     if args.write:

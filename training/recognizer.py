@@ -37,9 +37,9 @@ from training.export import (
 )
 from training.loop import jitter_lut
 from training.recognizer_eval import (
+    calibrated_metrics,
     evaluate_logits,
     labels_to_text,
-    reader_verdicts,
     rule_passing,
 )
 
@@ -215,18 +215,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     content = to_int8_tflite(dense_as_conv1x1(model), rep)
     run = tflite_runner(content, threads=args.threads)
     cal_eval = evaluate_logits(run(x_cal[..., None]), labels_to_text(y_cal))
-    neg_cal = rule_passing(run(x_neg_cal[..., None])) if len(x_neg_cal) else []
+    neg_cal = rule_passing(run(x_neg_cal[..., None]))
     calibrator, cal_fit = fit_calibrator(cal_eval["decoded"], labels_to_text(y_cal), neg_cal)
-    test_logits = run(x_test[..., None])
-    int8 = evaluate_logits(test_logits, truth_test, calibrator)
-    verdicts = reader_verdicts(test_logits, calibrator)
-    published = [v == t for (v, r), t in zip(verdicts, truth_test, strict=True) if r is None]
-    neg_verdicts = (
-        reader_verdicts(run(x_neg_test[..., None]), calibrator) if len(x_neg_test) else []
+    calibrated, int8 = calibrated_metrics(
+        run(x_test[..., None]), truth_test, run(x_neg_test[..., None]), calibrator
     )
-    neg_reasons: dict[str, int] = {}
-    for _, reason in neg_verdicts:
-        neg_reasons[str(reason)] = neg_reasons.get(str(reason), 0) + 1
 
     by_kind: dict[str, float] = {}
     for kind in sorted(set(kinds_test)):
@@ -241,18 +234,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "int8_exact_unconstrained": int8["exact_unconstrained"],
         "int8_char_accuracy": int8["char_accuracy"],
         "int8_drop_points": 100 * (float_metrics["exact"] - int8["exact"]),
-        "ece": int8["ece"],
-        "published_at_min_confidence": int8["published"],
-        "wrong_published_at_min_confidence": int8["wrong_published"],
+        **calibrated,
         "min_confidence": DEFAULT_MIN_CONFIDENCE,
         "exact_by_kind": by_kind,
         "calibration_fit": cal_fit,
-        # Through the reader's rules as well as its threshold (reader.rejection).
-        "published_by_reader": len(published) / max(len(truth_test), 1),
-        "wrong_published_by_reader": published.count(False) / max(len(truth_test), 1),
-        "n_negatives_test": len(neg_verdicts),
-        "negatives_published": neg_reasons.get("None", 0) / max(len(neg_verdicts), 1),
-        "negatives_by_reason": neg_reasons,
     }
     training_info = {
         "command": "python -m training.recognizer " + shlex.join(sys.argv[1:]),

@@ -9,6 +9,7 @@ network read.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -64,46 +65,68 @@ def evaluate_logits(
     return out
 
 
-def rule_passing(logits: np.ndarray) -> list[Decoded]:
-    """Decoded reads of the crops whose read the reader's rules (length, checksum,
-    manufacturer) would let through to the threshold: the negatives calibration needs."""
+def _rule_verdicts(logits: np.ndarray) -> Iterator[tuple[Decoded | None, str | None]]:
+    """(decoded read, why the reader's rules refuse it or None) for each crop; no read
+    when the columns cannot hold 17 characters."""
     from agent.reader import rejection
     from agent.vision.ctc import align
     from agent.vision.recognizer import Read
 
-    out = []
     for frame_logits in logits:
         try:
             probs, forced = align(softmax(frame_logits))
         except AlignmentError:
+            yield None, "not_17_characters"
             continue
         decoded = decode(probs, "auto", k=5)
-        if rejection(Read(decoded.vin, 0.0, decoded, probs), forced) is None:
-            out.append(decoded)
-    return out
+        yield decoded, rejection(Read(decoded.vin, 0.0, decoded, probs), forced)
+
+
+def rule_passing(logits: np.ndarray) -> list[Decoded]:
+    """Decoded reads of the crops whose read the reader's rules (length, checksum,
+    manufacturer) would let through to the threshold: the negatives calibration needs."""
+    return [d for d, reason in _rule_verdicts(logits) if d is not None and reason is None]
 
 
 def reader_verdicts(logits: np.ndarray, calibrator: Any) -> list[tuple[str, str | None]]:
     """(VIN, None) for each crop the reader would publish, (VIN or "", miss reason) else:
     the agent's own length, checksum and manufacturer rules and its threshold."""
-    from agent.reader import rejection
     from agent.vision.calibration import required_confidence
-    from agent.vision.ctc import align
-    from agent.vision.recognizer import Read
 
     out: list[tuple[str, str | None]] = []
-    for frame_logits in logits:
-        try:
-            probs, forced = align(softmax(frame_logits))
-        except AlignmentError:
-            out.append(("", "not_17_characters"))
+    for decoded, reason in _rule_verdicts(logits):
+        if decoded is None:
+            out.append(("", reason))
             continue
-        decoded = decode(probs, "auto", k=5)
-        read = Read(decoded.vin, calibrator.confidence(decoded), decoded, probs)
-        reason = rejection(read, forced)
-        if reason is None and read.confidence < required_confidence(
+        if reason is None and calibrator.confidence(decoded) < required_confidence(
             DEFAULT_MIN_CONFIDENCE, decoded.checksum_valid, "ocr"
         ):
             reason = "below_threshold"
-        out.append((read.vin, reason))
+        out.append((decoded.vin, reason))
     return out
+
+
+def calibrated_metrics(
+    test_logits: np.ndarray, truth: list[str], neg_logits: np.ndarray, calibrator: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The manifest's metrics that depend on the calibrator, on held-out VIN crops and
+    lines without a VIN; also ``evaluate_logits``' result on the VIN crops."""
+    int8 = evaluate_logits(test_logits, truth, calibrator)
+    verdicts = reader_verdicts(test_logits, calibrator)
+    published = [v == t for (v, r), t in zip(verdicts, truth, strict=True) if r is None]
+    neg = reader_verdicts(neg_logits, calibrator)
+    reasons: dict[str, int] = {}
+    for _, reason in neg:
+        reasons[str(reason)] = reasons.get(str(reason), 0) + 1
+    metrics = {
+        "ece": int8["ece"],
+        "published_at_min_confidence": int8["published"],
+        "wrong_published_at_min_confidence": int8["wrong_published"],
+        # Through the reader's rules as well as its threshold (reader.rejection).
+        "published_by_reader": len(published) / max(len(truth), 1),
+        "wrong_published_by_reader": published.count(False) / max(len(truth), 1),
+        "n_negatives_test": len(neg),
+        "negatives_published": reasons.get("None", 0) / max(len(neg), 1),
+        "negatives_by_reason": reasons,
+    }
+    return metrics, int8

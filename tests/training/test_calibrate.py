@@ -9,11 +9,10 @@ import pytest
 
 from agent.vin import ALPHABET
 from agent.vision.decoding import Decoded, decode
+from tests.conftest import REPO
 from training import recalibrate
 from training.calibrate import fit_calibrator
 from training.vins import sample_vin
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _read(rng: np.random.Generator, vin: str, unsure: int) -> Decoded:
