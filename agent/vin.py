@@ -23,6 +23,8 @@ VIN_LENGTH = 17
 #: The order is also the class order of the recognizer's output.
 ALPHABET = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ"
 ALPHABET_SET = frozenset(ALPHABET)
+#: The letters no VIN holds.
+NON_VIN_LETTERS = "IOQ"
 
 #: 49 CFR 565.15(b) Table IV: value assigned to each character.
 TRANSLITERATION: dict[str, int] = {

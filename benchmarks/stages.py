@@ -29,13 +29,13 @@ from agent.reader import (
     pad_quad,
     response,
 )
-from agent.vin import ALPHABET, ChecksumPolicy
+from agent.vin import ChecksumPolicy
 from agent.vision.barcodes import read_barcodes
 from agent.vision.ctc import slot_probabilities
 from agent.vision.detector import EXTENT_THRESHOLD, Detector, quads_from_map, sigmoid
 from agent.vision.geometry import Letterbox, quad_box, quad_height, rectify
 from agent.vision.manifest import ModelError, load_manifest
-from agent.vision.recognizer import Recognizer, preprocess, softmax
+from agent.vision.recognizer import Recognizer, preprocess, vin_columns
 from agent.vision.runtime import RuntimeConfig
 from benchmarks.common import Frame, summary, timed
 
@@ -105,7 +105,7 @@ def _post(
 
 def _rec_post(logits: np.ndarray) -> np.ndarray:
     """Recognizer.probabilities after the invoke: softmax per column, CTC -> 17 slots."""
-    return slot_probabilities(softmax(logits.reshape(-1, len(ALPHABET) + 1)))
+    return slot_probabilities(vin_columns(logits.reshape(-1, logits.shape[-1])))
 
 
 def _check_mirror(rec: Recognizer, crop: np.ndarray, probs: np.ndarray) -> None:

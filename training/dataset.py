@@ -24,15 +24,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from agent.vin import ALPHABET
 from training.crops import GENERATOR_VERSION, preprocess, render_crop
-from training.vins import MAX_TARGET_CHARS, readable_chars, sample_negative_text
+from training.vins import (
+    MAX_TARGET_CHARS,
+    TARGET_ALPHABET,
+    readable_chars,
+    sample_negative_text,
+)
 
 logger = logging.getLogger(__name__)
 
 #: Crops per seed chunk.  Part of what fixes the output, like the seed.
 CHUNK = 256
-_INDEX = {c: i for i, c in enumerate(ALPHABET)}
+_INDEX = {c: i for i, c in enumerate(TARGET_ALPHABET)}
 
 
 def default_cache_dir() -> Path:
@@ -164,7 +168,9 @@ def cache_path(
 ) -> Path:
     """Where ``load_or_make`` keeps these arrays; the generator version is in the name."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    neg = "_neg" if negatives else ""
+    # Negatives' targets hold I, O and Q since recognizer 1.4.0; the suffix keeps
+    # earlier caches, whose targets drop them, from being read as current.
+    neg = "_negioq" if negatives else ""
     return root / f"{GENERATOR_VERSION}{neg}_s{seed}_n{n}_{height}x{width}.npz"
 
 

@@ -42,6 +42,7 @@ from training.recognizer_eval import (
     labels_to_text,
     rule_passing,
 )
+from training.vins import TARGET_ALPHABET
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         load_chain_into(model, args.init_from, x_cal[:64, ..., None].astype(np.float32))
     elif args.init_from:
         # Continue an earlier run: training budgets here are short, so runs chain.
-        model.load_weights(args.init_from)
+        try:
+            model.load_weights(args.init_from)
+        except ValueError:  # weights of a 33-class model (up to 1.3): widen its output
+            from training.recognizer_model import load_widened
+
+            load_widened(model, str(args.init_from))
+            logger.info("widened the output of %s to I, O and Q", args.init_from)
         logger.info("initialised from %s", args.init_from)
     steps_per_epoch = max(1, len(x_train) // args.batch)
 
@@ -171,7 +178,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             label_length=tf.reduce_sum(tf.cast(y >= 0, tf.int32), axis=1),
             logit_length=tf.fill([batch], tf.shape(y_pred)[1]),
             logits_time_major=False,
-            blank_index=len(ALPHABET),
+            blank_index=len(TARGET_ALPHABET),
         )
         return tf.reduce_mean(loss)
 
@@ -269,11 +276,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "layout": "gray, stretched",
         },
         "output": {
-            "shape": [1, INPUT_WIDTH // 4, len(ALPHABET) + 1],
+            "shape": [1, INPUT_WIDTH // 4, len(TARGET_ALPHABET) + 1],
             "kind": "ctc_logits",
-            "blank_index": len(ALPHABET),
+            "blank_index": len(TARGET_ALPHABET),
         },
-        "alphabet": ALPHABET,
+        "alphabet": TARGET_ALPHABET,
         "calibration": calibrator.as_manifest(),
         "training": training_info,
         "metrics": metrics,

@@ -18,7 +18,7 @@ from agent.vin import ALPHABET
 from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE, expected_calibration_error
 from agent.vision.ctc import AlignmentError, slot_probabilities
 from agent.vision.decoding import Decoded, decode
-from agent.vision.recognizer import softmax
+from agent.vision.recognizer import vin_columns
 
 
 def labels_to_text(y: np.ndarray) -> list[str]:
@@ -30,13 +30,13 @@ def evaluate_logits(
 ) -> dict[str, Any]:
     """Exact/char accuracy after constrained decoding, and calibration metrics.
 
-    Goes through the agent's own path: softmax, CTC columns to 17 slots,
+    Goes through the agent's own path: softmax (``vin_columns``), CTC columns to 17 slots,
     constrained decode.
     """
     probs = []
     for frame_logits in logits:
         try:
-            probs.append(slot_probabilities(softmax(frame_logits)))
+            probs.append(slot_probabilities(vin_columns(frame_logits)))
         except AlignmentError:
             probs.append(np.full((17, len(ALPHABET)), 1.0 / len(ALPHABET)))
     decoded = [decode(p, "auto", k=5) for p in probs]
@@ -74,7 +74,7 @@ def _rule_verdicts(logits: np.ndarray) -> Iterator[tuple[Decoded | None, str | N
 
     for frame_logits in logits:
         try:
-            probs, forced = align(softmax(frame_logits))
+            probs, forced = align(vin_columns(frame_logits))
         except AlignmentError:
             yield None, "not_17_characters"
             continue

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-N_CLASSES = 33
-#: Output classes: the 33 VIN characters, then the CTC blank.
-N_OUTPUTS = N_CLASSES + 1
+#: Output classes: the 33 VIN characters, I, O and Q (``vins.TARGET_ALPHABET``),
+#: then the CTC blank.  Models up to 1.3 had 33 + blank (``LEGACY_CLASSES``).
+N_CLASSES = 36
+LEGACY_CLASSES = 33
 #: Cap of the head's hidden activations, and bound of the output logits.
 #: int8 resolves a tensor in 256 steps of its observed range: the unbounded
 #: 1.1.0 head reached hidden values of 285 and logits from -518 to +311,
@@ -49,9 +50,13 @@ def _separable(x: Any, channels: int, *, norm: bool) -> Any:
 
 
 def build_model(
-    height: int = 32, width: int = 320, width_mult: float = 1.0, bounded: bool | str = "clip"
+    height: int = 32,
+    width: int = 320,
+    width_mult: float = 1.0,
+    bounded: bool | str = "clip",
+    n_classes: int = N_CLASSES,
 ) -> Any:
-    """Input (H, W, 1) raw pixels 0-255; output (W/4, 34) CTC logits, blank last.
+    """Input (H, W, 1) raw pixels 0-255; output (W/4, n_classes + 1) CTC logits, blank last.
 
     Two strided convolutions take the crop to 1/4 resolution at once, then
     depthwise-separable blocks: on this 2-core CPU the full-convolution
@@ -88,11 +93,11 @@ def build_model(
     x = layers.Dropout(0.1)(x)
     if not bounded:  # the 1.1.0 head, kept so its weights still load and compare
         x = layers.Dense(c(128), activation="relu")(x)
-        out = layers.Dense(N_OUTPUTS, name="logits")(x)
+        out = layers.Dense(n_classes + 1, name="logits")(x)
         return keras.Model(inp, out, name="vin_recognizer")
     x = layers.Dense(c(128))(x)
     x = layers.ReLU(max_value=HIDDEN_CAP)(x)
-    x = layers.Dense(N_OUTPUTS, name="logits")(x)
+    x = layers.Dense(n_classes + 1, name="logits")(x)
     if bounded == "tanh":  # 1.2.0: LOGIT_BOUND * tanh(z / LOGIT_BOUND)
         x = layers.Rescaling(1.0 / LOGIT_BOUND)(x)
         x = layers.Activation("tanh")(x)
@@ -106,3 +111,33 @@ def build_model(
             lambda t: keras.ops.clip(t, -LOGIT_BOUND, LOGIT_BOUND), name="bounded_logits"
         )(x)
     return keras.Model(inp, out, name="vin_recognizer")
+
+
+#: Where a new letter's output column starts (``load_widened``).
+LOOKALIKES = {"I": "1", "O": "0", "Q": "0"}
+
+
+def load_widened(model: Any, weights: str, bias: float = -2.0) -> None:
+    """Load a 33-class model's weights (``LEGACY_CLASSES`` + blank) into ``model``.
+
+    Every layer but the output is copied as is; the output keeps each VIN
+    character's column and the blank's (moved to last), and each new letter
+    starts as a copy of its lookalike's column (I from 1, O and Q from 0) with
+    its bias lowered by ``bias``: the network then already finds the stroke,
+    and training only has to learn the difference instead of the letter.
+    """
+    from training.vins import TARGET_ALPHABET
+
+    legacy = build_model(model.input_shape[1], model.input_shape[2], n_classes=LEGACY_CLASSES)
+    legacy.load_weights(weights)
+    for old, new in zip(legacy.layers, model.layers, strict=True):
+        if new.name != "logits":
+            new.set_weights(old.get_weights())
+            continue
+        kernel, b = old.get_weights()
+        index = {c: i for i, c in enumerate(TARGET_ALPHABET[:LEGACY_CLASSES])}
+        cols = [index[c] if c in index else index[LOOKALIKES[c]] for c in TARGET_ALPHABET]
+        new_kernel = kernel[:, [*cols, LEGACY_CLASSES]]
+        new_bias = b[[*cols, LEGACY_CLASSES]].copy()
+        new_bias[LEGACY_CLASSES : len(TARGET_ALPHABET)] += bias
+        new.set_weights([new_kernel, new_bias])

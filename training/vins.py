@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from agent.vin import ALPHABET, MODEL_YEAR_CODES, check_digit
+from agent.vin import ALPHABET, MODEL_YEAR_CODES, NON_VIN_LETTERS, check_digit
 
 logger = logging.getLogger(__name__)
 
@@ -213,14 +213,25 @@ MAX_TARGET_CHARS = 32
 _CONTEXT_KINDS = ("door_label", "document", "metal_plate", "windshield_label", "screen")
 
 
+#: What the recognizer is trained to output: the VIN characters, then I, O and Q
+#: (``agent.vision.recognizer.MODEL_ALPHABETS``), so a line's I, O and Q are read
+#: as themselves instead of as 1 and 0.
+TARGET_ALPHABET = ALPHABET + NON_VIN_LETTERS
+
+
 def readable_chars(text: str) -> str:
-    """What a VIN reader should output for a printed line: its characters that are in
-    the VIN alphabet, in order. Lower case, I, O, Q and punctuation read as nothing."""
-    return "".join(c for c in text if c in ALPHABET)
+    """What the recognizer should output for a printed line: its characters in
+    ``TARGET_ALPHABET``, in order. Lower case and punctuation read as nothing."""
+    return "".join(c for c in text if c in TARGET_ALPHABET)
+
+
+def reads_as_vin(target: str) -> bool:
+    """Whether a line's reading would pass the length rule: 17 VIN characters."""
+    return len(target) == 17 and all(c in ALPHABET for c in target)
 
 
 def sample_negative_text(rng: np.random.Generator) -> str:
-    """A line that is not a VIN, whose readable characters are never exactly 17.
+    """A line that is not a VIN, never read as 17 VIN characters.
 
     Trained on VIN lines only, the recognizer learns that every line holds 17
     characters and invents them from label lines and part numbers; read as what
@@ -238,6 +249,7 @@ def sample_negative_text(rng: np.random.Generator) -> str:
             if rng.random() < 0.4:
                 cut = int(rng.integers(2, n - 1))
                 text = f"{text[:cut]}-{text[cut:]}"
-        if 0 < len(readable_chars(text)) <= MAX_TARGET_CHARS and len(readable_chars(text)) != 17:
+        target = readable_chars(text)
+        if 0 < len(target) <= MAX_TARGET_CHARS and not reads_as_vin(target):
             return text
     return "GVWR 2200 KG"

@@ -1,9 +1,11 @@
 """The recognizer: a rectified crop of one VIN line -> 17 characters.
 
 The int8 model outputs CTC logits for each column of the crop over the 33
-VIN characters and a blank; softmax runs here in float so small
-probabilities keep their resolution, then :mod:`agent.vision.ctc` splits the
-columns into the 17 positions the constrained decoder works on.
+VIN characters, then (models from 1.4.0) the letters I, O and Q, then a
+blank; softmax runs here in float so small probabilities keep their
+resolution, the VIN characters and the blank are kept (``vin_columns``),
+and :mod:`agent.vision.ctc` splits the columns into the 17 positions the
+constrained decoder works on.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from agent.vin import ALPHABET, ChecksumPolicy
+from agent.vin import ALPHABET, NON_VIN_LETTERS, ChecksumPolicy
 from agent.vision.calibration import Calibrator
 from agent.vision.ctc import align
 from agent.vision.decoding import Decoded, decode
@@ -61,10 +63,33 @@ def preprocess(
     return np.ascontiguousarray(out, dtype=np.uint8)
 
 
+#: Letters a VIN never holds but the lines around it do.  A model with classes
+#: of their own for them (after the 33 VIN characters, before the blank) reads
+#: a distractor's O as O, not as 0 that the check digit then "corrects"; the
+#: agent leaves their probability out of each position, so a position that
+#: looks like an O keeps little mass for any VIN character and the read's
+#: confidence falls.
+#: The output alphabets (blank excluded) this agent can read.
+MODEL_ALPHABETS = (ALPHABET, ALPHABET + NON_VIN_LETTERS)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def vin_columns(logits: np.ndarray) -> np.ndarray:
+    """(T, C) column logits of either output alphabet -> (T, 34) probabilities of the
+    33 VIN characters and the blank, softmax over all C classes (rows of a 37-class
+    model sum to less than 1 where I, O or Q are likely)."""
+    probs = softmax(logits)
+    n_vin = len(ALPHABET)
+    if probs.shape[-1] == n_vin + 1:
+        return probs
+    if probs.shape[-1] == len(MODEL_ALPHABETS[1]) + 1:
+        return np.concatenate([probs[..., :n_vin], probs[..., -1:]], axis=-1)
+    raise ValueError(f"{probs.shape[-1]} output classes fit no known recognizer alphabet")
 
 
 @dataclass(frozen=True)
@@ -83,8 +108,11 @@ class Recognizer:
     def __init__(self, manifest: Manifest, runtime: RuntimeConfig | None = None) -> None:
         entry = manifest.entry(MODEL_NAME)
         alphabet = entry.info.get("alphabet", ALPHABET)
-        if alphabet != ALPHABET:
-            raise ModelError(f"{entry.path}: model alphabet {alphabet!r} != {ALPHABET!r}")
+        if alphabet not in MODEL_ALPHABETS:
+            raise ModelError(
+                f"{entry.path}: model alphabet {alphabet!r} is none of {MODEL_ALPHABETS!r}"
+            )
+        self.n_outputs = len(alphabet) + 1
         self.model = TFLiteModel(entry, runtime)
         _, self.height, self.width, _ = self.model.input_shape
         self.calibrator = Calibrator.from_manifest(entry.info.get("calibration"))
@@ -99,7 +127,7 @@ class Recognizer:
         """Per-column probabilities (T, 34) of the 33 characters and the CTC blank."""
         x = preprocess(crop, self.height, self.width)[None, :, :, None]
         (logits,) = self.model.invoke(x.astype(self.model.input_dtype))
-        return softmax(logits.reshape(-1, len(ALPHABET) + 1))
+        return vin_columns(logits.reshape(-1, self.n_outputs))
 
     def aligned(self, crop: np.ndarray) -> tuple[np.ndarray, float]:
         """Per-position probabilities and the cost of forcing 17 characters (``ctc.align``)."""

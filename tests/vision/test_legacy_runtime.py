@@ -252,14 +252,14 @@ def test_xnnpack_outputs_differ_but_read_the_same(
     from agent.vision.ctc import align
     from agent.vision.decoding import decode
     from agent.vision.detector import quads_from_map, sigmoid
-    from agent.vision.recognizer import softmax
+    from agent.vision.recognizer import vin_columns
 
     manifest = load_manifest(REPO / "models")
     calibrator = Calibrator.from_manifest(manifest.entry("recognizer").info.get("calibration"))
     threshold = float(manifest.entry("detector").info.get("threshold", 0.5))
     main_out, legacy_out = runs["main_out"], runs["legacy_out"]
     logits = [np.load(d / "recognizer__scene__xnnpack__float0.npy") for d in (main_out, legacy_out)]
-    reads = [decode(align(softmax(x.reshape(-1, x.shape[-1])))[0]) for x in logits]
+    reads = [decode(align(vin_columns(x.reshape(-1, x.shape[-1])))[0]) for x in logits]
     assert reads[0].vin == reads[1].vin
     assert reads[0].changed_positions == reads[1].changed_positions
     conf = [calibrator.confidence(r) for r in reads]
