@@ -155,7 +155,18 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         # The shipped int8 model, when its float weights are gone (runs/ is not kept).
         from training.tflite_weights import load_chain_into
 
-        load_chain_into(model, args.init_from, x_cal[:64, ..., None].astype(np.float32))
+        frames = x_cal[:64, ..., None].astype(np.float32)
+        try:
+            load_chain_into(model, args.init_from, frames)
+        except ValueError:  # a 33-class model (up to 1.3): recover it, then widen
+            from training.recognizer_model import LEGACY_CLASSES, widen_into
+
+            legacy = build_model(
+                INPUT_HEIGHT, INPUT_WIDTH, width_mult=args.width_mult, n_classes=LEGACY_CLASSES
+            )
+            load_chain_into(legacy, args.init_from, frames)
+            widen_into(model, legacy)
+            logger.info("widened the output of %s to I, O and Q", args.init_from)
     elif args.init_from:
         # Continue an earlier run: training budgets here are short, so runs chain.
         try:

@@ -118,7 +118,14 @@ LOOKALIKES = {"I": "1", "O": "0", "Q": "0"}
 
 
 def load_widened(model: Any, weights: str, bias: float = -2.0) -> None:
-    """Load a 33-class model's weights (``LEGACY_CLASSES`` + blank) into ``model``.
+    """Load a 33-class model's Keras weights file into the wider ``model`` (``widen_into``)."""
+    legacy = build_model(model.input_shape[1], model.input_shape[2], n_classes=LEGACY_CLASSES)
+    legacy.load_weights(weights)
+    widen_into(model, legacy, bias)
+
+
+def widen_into(model: Any, legacy: Any, bias: float = -2.0) -> None:
+    """Copy a 33-class model (``LEGACY_CLASSES`` + blank) into the wider ``model``.
 
     Every layer but the output is copied as is; the output keeps each VIN
     character's column and the blank's (moved to last), and each new letter
@@ -128,16 +135,13 @@ def load_widened(model: Any, weights: str, bias: float = -2.0) -> None:
     """
     from training.vins import TARGET_ALPHABET
 
-    legacy = build_model(model.input_shape[1], model.input_shape[2], n_classes=LEGACY_CLASSES)
-    legacy.load_weights(weights)
+    index = {c: i for i, c in enumerate(TARGET_ALPHABET[:LEGACY_CLASSES])}
+    cols = [index[c] if c in index else index[LOOKALIKES[c]] for c in TARGET_ALPHABET]
     for old, new in zip(legacy.layers, model.layers, strict=True):
         if new.name != "logits":
             new.set_weights(old.get_weights())
             continue
         kernel, b = old.get_weights()
-        index = {c: i for i, c in enumerate(TARGET_ALPHABET[:LEGACY_CLASSES])}
-        cols = [index[c] if c in index else index[LOOKALIKES[c]] for c in TARGET_ALPHABET]
-        new_kernel = kernel[:, [*cols, LEGACY_CLASSES]]
         new_bias = b[[*cols, LEGACY_CLASSES]].copy()
         new_bias[LEGACY_CLASSES : len(TARGET_ALPHABET)] += bias
-        new.set_weights([new_kernel, new_bias])
+        new.set_weights([kernel[:, [*cols, LEGACY_CLASSES]], new_bias])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,10 @@ def test_recovered_recognizer_computes_what_the_int8_model_computes(crops: np.nd
     the input scaling folded into the first kernel; any of those undone wrongly
     moves the logits by more than their spread (measured: 11.8 at 5.0 before the
     input scaling was unfolded)."""
-    model = build_recognizer(CROP_HEIGHT, CROP_WIDTH)
+    alphabet = json.loads((SHIPPED_RECOGNIZER.parent / "manifest.json").read_text())["models"][
+        "recognizer"
+    ]["alphabet"]
+    model = build_recognizer(CROP_HEIGHT, CROP_WIDTH, n_classes=len(alphabet))
     load_chain_into(model, SHIPPED_RECOGNIZER, crops.astype(np.float32))
     int8 = tflite_runner(SHIPPED_RECOGNIZER.read_bytes(), threads=1)(crops)
     for training in (False, True):
