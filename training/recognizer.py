@@ -151,30 +151,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
 
     model = build_model(INPUT_HEIGHT, INPUT_WIDTH, width_mult=args.width_mult)
-    if args.init_from and args.init_from.suffix == ".tflite":
-        # The shipped int8 model, when its float weights are gone (runs/ is not kept).
-        from training.tflite_weights import load_chain_into
+    if args.init_from:
+        # .weights.h5 continues an earlier run (training budgets here are short, so runs
+        # chain); .tflite is the shipped int8 model, when its float weights are gone.
+        from training.recognizer_model import load_init
 
         frames = x_cal[:64, ..., None].astype(np.float32)
-        try:
-            load_chain_into(model, args.init_from, frames)
-        except ValueError:  # a 33-class model (up to 1.3): recover it, then widen
-            from training.recognizer_model import LEGACY_CLASSES, widen_into
-
-            legacy = build_model(
-                INPUT_HEIGHT, INPUT_WIDTH, width_mult=args.width_mult, n_classes=LEGACY_CLASSES
-            )
-            load_chain_into(legacy, args.init_from, frames)
-            widen_into(model, legacy)
-            logger.info("widened the output of %s to I, O and Q", args.init_from)
-    elif args.init_from:
-        # Continue an earlier run: training budgets here are short, so runs chain.
-        try:
-            model.load_weights(args.init_from)
-        except ValueError:  # weights of a 33-class model (up to 1.3): widen its output
-            from training.recognizer_model import load_widened
-
-            load_widened(model, str(args.init_from))
+        if load_init(model, args.init_from, frames, args.width_mult):
             logger.info("widened the output of %s to I, O and Q", args.init_from)
         logger.info("initialised from %s", args.init_from)
     steps_per_epoch = max(1, len(x_train) // args.batch)

@@ -11,12 +11,18 @@ ops (conv, dense, pooling), so the whole graph quantises.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from agent.vin import ALPHABET
+from training.vins import TARGET_ALPHABET
 
 #: Output classes: the 33 VIN characters, I, O and Q (``vins.TARGET_ALPHABET``),
 #: then the CTC blank.  Models up to 1.3 had 33 + blank (``LEGACY_CLASSES``).
-N_CLASSES = 36
-LEGACY_CLASSES = 33
+N_CLASSES = len(TARGET_ALPHABET)
+LEGACY_CLASSES = len(ALPHABET)
 #: Cap of the head's hidden activations, and bound of the output logits.
 #: int8 resolves a tensor in 256 steps of its observed range: the unbounded
 #: 1.1.0 head reached hidden values of 285 and logits from -518 to +311,
@@ -113,15 +119,40 @@ def build_model(
     return keras.Model(inp, out, name="vin_recognizer")
 
 
-#: Where a new letter's output column starts (``load_widened``).
+#: Where a new letter's output column starts (``widen_into``).
 LOOKALIKES = {"I": "1", "O": "0", "Q": "0"}
 
 
-def load_widened(model: Any, weights: str, bias: float = -2.0) -> None:
-    """Load a 33-class model's Keras weights file into the wider ``model`` (``widen_into``)."""
-    legacy = build_model(model.input_shape[1], model.input_shape[2], n_classes=LEGACY_CLASSES)
-    legacy.load_weights(weights)
-    widen_into(model, legacy, bias)
+def load_init(
+    model: Any, path: Path, frames: np.ndarray | None = None, width_mult: float = 1.0
+) -> bool:
+    """Load a Keras weights file, or an int8 .tflite file (float weights recovered by
+    layer order, ``frames`` setting batch-norm statistics), into ``model``; a 33-class
+    model's weights are widened (``widen_into``). Whether they were widened."""
+
+    def load(m: Any) -> None:
+        if path.suffix == ".tflite":
+            from training.tflite_weights import load_chain_into
+
+            if frames is None:
+                raise ValueError(f"{path}: recovering an int8 model needs frames")
+            load_chain_into(m, path, frames)
+        else:
+            m.load_weights(path)
+
+    try:
+        load(model)
+        return False
+    except ValueError:  # a 33-class model (up to 1.3)
+        legacy = build_model(
+            model.input_shape[1],
+            model.input_shape[2],
+            width_mult=width_mult,
+            n_classes=LEGACY_CLASSES,
+        )
+        load(legacy)
+        widen_into(model, legacy)
+        return True
 
 
 def widen_into(model: Any, legacy: Any, bias: float = -2.0) -> None:
@@ -133,8 +164,6 @@ def widen_into(model: Any, legacy: Any, bias: float = -2.0) -> None:
     its bias lowered by ``bias``: the network then already finds the stroke,
     and training only has to learn the difference instead of the letter.
     """
-    from training.vins import TARGET_ALPHABET
-
     index = {c: i for i, c in enumerate(TARGET_ALPHABET[:LEGACY_CLASSES])}
     cols = [index[c] if c in index else index[LOOKALIKES[c]] for c in TARGET_ALPHABET]
     for old, new in zip(legacy.layers, model.layers, strict=True):

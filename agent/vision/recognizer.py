@@ -63,13 +63,12 @@ def preprocess(
     return np.ascontiguousarray(out, dtype=np.uint8)
 
 
-#: Letters a VIN never holds but the lines around it do.  A model with classes
-#: of their own for them (after the 33 VIN characters, before the blank) reads
-#: a distractor's O as O, not as 0 that the check digit then "corrects"; the
-#: agent leaves their probability out of each position, so a position that
-#: looks like an O keeps little mass for any VIN character and the read's
-#: confidence falls.
-#: The output alphabets (blank excluded) this agent can read.
+#: The output alphabets (blank excluded) this agent can read: the VIN characters,
+#: and those followed by I, O and Q.  A model with classes of their own for the
+#: letters a VIN never holds reads a distractor's O as O, not as a 0 that the
+#: check digit then "corrects"; ``vin_columns`` leaves their probability out of
+#: each position, so a position that looks like an O keeps little mass for any
+#: VIN character and the read's confidence falls.
 MODEL_ALPHABETS = (ALPHABET, ALPHABET + NON_VIN_LETTERS)
 
 
@@ -112,7 +111,6 @@ class Recognizer:
             raise ModelError(
                 f"{entry.path}: model alphabet {alphabet!r} is none of {MODEL_ALPHABETS!r}"
             )
-        self.n_outputs = len(alphabet) + 1
         self.model = TFLiteModel(entry, runtime)
         _, self.height, self.width, _ = self.model.input_shape
         self.calibrator = Calibrator.from_manifest(entry.info.get("calibration"))
@@ -127,7 +125,7 @@ class Recognizer:
         """Per-column probabilities (T, 34) of the 33 characters and the CTC blank."""
         x = preprocess(crop, self.height, self.width)[None, :, :, None]
         (logits,) = self.model.invoke(x.astype(self.model.input_dtype))
-        return vin_columns(logits.reshape(-1, self.n_outputs))
+        return vin_columns(logits.reshape(-1, logits.shape[-1]))
 
     def aligned(self, crop: np.ndarray) -> tuple[np.ndarray, float]:
         """Per-position probabilities and the cost of forcing 17 characters (``ctc.align``)."""

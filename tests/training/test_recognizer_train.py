@@ -61,13 +61,13 @@ def test_a_33_class_model_widens_to_i_o_and_q_without_changing_its_reads(
     """Recognizers up to 1.3 were trained without I, O and Q; training continues from
     them, so their weights must load into the wider output with every VIN character's
     and the blank's logits unchanged, and each new letter starting from its lookalike."""
-    from training.recognizer_model import LEGACY_CLASSES, build_model, load_widened
+    from training.recognizer_model import LEGACY_CLASSES, build_model, load_init
 
     legacy = build_model(n_classes=LEGACY_CLASSES)
     weights = tmp_path / "legacy.weights.h5"
     legacy.save_weights(weights)
     wide = build_model()
-    load_widened(wide, str(weights), bias=-2.0)
+    assert load_init(wide, weights)  # each new letter starts 2 below its lookalike
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 320, 1)).astype(np.float32)
     a, b = legacy(x, training=False).numpy(), wide(x, training=False).numpy()
     assert a.shape[-1] == 34 and b.shape[-1] == 37
