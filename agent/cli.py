@@ -30,6 +30,9 @@ Handler = Callable[[argparse.Namespace], int]
 #: VIN lines by default: their orientation is unknown. A mounted camera's is not, so the
 #: daemon's ``[reader] quarter_turn`` defaults to off.
 PHOTO_QUARTER_TURN = True
+#: Photos are also searched in tiles by default (the distance to the VIN is unknown);
+#: the daemon's ``[reader] tiles`` defaults to off (a mounted camera is framed on it).
+PHOTO_TILES = True
 
 
 def _emit(obj: object) -> None:
@@ -78,6 +81,7 @@ def _make_reader(args: argparse.Namespace) -> Reader:
         policy=args.policy,
         min_confidence=args.min_confidence,
         barcodes=not args.no_barcodes,
+        tiles=args.tiles,
         quarter_turn=args.quarter_turn,
         turned_barcodes=args.turned_barcodes,
     )
@@ -260,6 +264,13 @@ def _add_reader_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     p.add_argument("--no-barcodes", action="store_true", help="skip the barcode pass")
+    p.add_argument(
+        "--tiles",
+        action=argparse.BooleanOptionalAction,
+        default=PHOTO_TILES,
+        help="also search images in 2x2 overlapping tiles for small, distant VIN lines: "
+        "four more detector passes (default: on)",
+    )
     p.add_argument(
         "--quarter-turn",
         action=argparse.BooleanOptionalAction,

@@ -506,3 +506,33 @@ def test_a_retried_crop_far_from_17_characters_is_screened_before_alignment(
             screened += 1
             assert not aligned
     assert screened >= 3 and passed >= 3, (screened, passed)
+
+
+def _typed_line(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """A 1280x720 frame with one line typed in OpenCV's Hershey face, and its quad."""
+    frame = np.full((720, 1280), 225, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (tw, th), base = cv2.getTextSize(text, font, 1.0, 2)
+    cv2.putText(frame, text, (100, 300), font, 1.0, 20, 2, cv2.LINE_AA)
+    return frame, _quad(100, 300 - th, 100 + tw, 300 + base)
+
+
+@pytest.mark.parametrize("text", ["WVWZZZ1JZXW386752", "JHMCM56557C404453"])
+def test_a_line_only_a_tile_found_needs_its_check_digit(reader: Reader, text: str) -> None:
+    """Tiles enlarge every text line and so find many that are not VINs: a line only a
+    tile found is published only when its check digit verifies it (a European VIN with
+    no check digit is left to the whole-frame pass, which reads it as before)."""
+    from agent.reader import CHECKED_ONLY_ORIGINS
+    from agent.vision.detector import Detection
+    from agent.vision.geometry import quad_box
+
+    frame, quad = _typed_line(text)
+    box = quad_box(quad, 1280, 720)
+    whole = reader._read_line(frame, Detection(quad, box, 1.0, origin="frame"))
+    assert isinstance(whole, LineRead) and whole.vin == text and whole.origin == "frame"
+    for origin in sorted(CHECKED_ONLY_ORIGINS):
+        tiled = reader._read_line(frame, Detection(quad, box, 1.0, origin=origin))
+        if vin.checksum_valid(text):
+            assert isinstance(tiled, LineRead) and tiled.vin == text and tiled.origin == origin
+        else:
+            assert isinstance(tiled, Miss) and tiled.reason == "unverified_tile"
