@@ -82,6 +82,7 @@ def _make_reader(args: argparse.Namespace) -> Reader:
         min_confidence=args.min_confidence,
         barcodes=not args.no_barcodes,
         tiles=args.tiles,
+        words=args.words,
         quarter_turn=args.quarter_turn,
         turned_barcodes=args.turned_barcodes,
     )
@@ -270,6 +271,13 @@ def _add_reader_options(p: argparse.ArgumentParser) -> None:
         default=PHOTO_TILES,
         help="also search images in 2x2 overlapping tiles for small, distant VIN lines: "
         "four more detector passes (default: on)",
+    )
+    p.add_argument(
+        "--words",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also read level words of about 17 characters found from the image's own "
+        "character shapes, for plainly printed VINs the detector misses (default: on)",
     )
     p.add_argument(
         "--quarter-turn",

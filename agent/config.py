@@ -71,6 +71,11 @@ class ReaderConfig(BaseModel):
         "small, distant VINs (+5 points exact on generated photos), four more detector "
         "passes per frame (about 3x its time); off for a mounted camera framed on the VIN",
     )
+    words: bool = Field(
+        True,
+        description="also read level words of about 17 characters found from the frame's "
+        "own character shapes (plainly printed VINs the detector misses); ~10 ms per frame",
+    )
     quarter_turn: bool = Field(
         False,
         description="also search each frame turned 90 degrees for vertical VIN lines (a "

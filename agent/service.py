@@ -90,6 +90,7 @@ def make_reader(config: AgentConfig) -> Reader:
         min_confidence=config.reader.min_confidence,
         barcodes=config.reader.barcodes,
         tiles=config.reader.tiles,
+        words=config.reader.words,
         quarter_turn=config.reader.quarter_turn,
         max_lines=config.reader.max_lines,
         turned_barcodes=config.reader.turned_barcodes,

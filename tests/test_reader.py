@@ -536,3 +536,31 @@ def test_a_line_only_a_tile_found_needs_its_check_digit(reader: Reader, text: st
             assert isinstance(tiled, LineRead) and tiled.vin == text and tiled.origin == origin
         else:
             assert isinstance(tiled, Miss) and tiled.reason == "unverified_tile"
+
+
+def _typed_sheet(lines: list[str], size: tuple[int, int] = (1280, 720)) -> np.ndarray:
+    frame = np.full((size[1], size[0]), 230, np.uint8)
+    for i, text in enumerate(lines):
+        cv2.putText(frame, text, (80, 120 + 70 * i), cv2.FONT_HERSHEY_DUPLEX, 1.0, 25, 2)
+    return frame
+
+
+def test_a_plainly_typed_vin_is_read_through_the_word_pass(
+    reader: Reader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A VIN typed after its prefix among other lines, in a face the models never
+    trained on: the word pass proposes the 17 characters without the prefix, and the
+    reader publishes it; with ``words`` off the pass is not run at all."""
+    import agent.reader
+
+    frame = _typed_sheet(["MFD BY HONDA OF AMERICA 05/03", "VIN: " + VIN, "GVWR 2123 KG"])
+    calls = count_calls(monkeypatch, agent.reader, "find_words")
+    result = reader.read_frame(frame)
+    assert calls
+    assert VIN in {r.vin for r in result.reads}
+    words = [r for r in result.reads if r.origin == "words"]
+    assert words and words[0].vin == VIN and words[0].box["xmin"] > 80 + 60
+    plain = Reader(words=False)
+    calls.clear()
+    plain.read_frame(frame)
+    assert not calls

@@ -171,11 +171,11 @@ class Detector:
         found = self._detect_in(frame, 0, 0, (w, h))
         quarter = cv2.rotate(frame, cv2.ROTATE_90_CLOCKWISE) if turned else None
         if quarter is not None:
-            _add_new(found, _turned_back(self._detect_in(quarter, 0, 0, (h, w)), w, h, "turned"))
+            _add_new(found, turned_back(self._detect_in(quarter, 0, 0, (h, w)), w, h, "turned"))
         if tiles:
             _add_new(found, self._tiles(frame))
             if quarter is not None:
-                _add_new(found, _turned_back(self._tiles(quarter), w, h, "turned_tile"))
+                _add_new(found, turned_back(self._tiles(quarter), w, h, "turned_tile"))
         found = join_fragments(found, w, h)
         found.sort(key=lambda d: -d.score)
         return found
@@ -275,7 +275,7 @@ def _add_new(found: list[Detection], more: list[Detection]) -> None:
             found.append(det)
 
 
-def _turned_back(found: list[Detection], w: int, h: int, origin: str) -> list[Detection]:
+def turned_back(found: list[Detection], w: int, h: int, origin: str) -> list[Detection]:
     """Lines found in a w x h frame turned a quarter clockwise, in the frame's pixels."""
     back = []
     for det in found:
