@@ -95,7 +95,8 @@ def cmd_read(args: argparse.Namespace) -> int:
 
     from agent import imageio
     from agent.annotate import annotate
-    from agent.reader import FrameResult, response
+    from agent.reader import FrameResult
+    from agent.response import response
     from agent.vision.manifest import ModelError
 
     try:

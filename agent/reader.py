@@ -10,7 +10,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -19,7 +18,6 @@ from agent import vin
 from agent.vision.barcodes import BarcodeRead, read_barcodes
 from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE, required_confidence
 from agent.vision.ctc import align, count_characters
-from agent.vision.decoding import share_doubt
 from agent.vision.detector import Detection, Detector, turned_back
 from agent.vision.extent import ink_band, ink_extent
 from agent.vision.geometry import expand_quad, quad_axes, quad_box, rectify, stretch_quad
@@ -424,62 +422,3 @@ class Reader:
                     code.vin, conf, code.checksum_valid, code.quad, box, "barcode", barcode=code
                 )
         return list(merged.values())
-
-
-def response(
-    result: FrameResult, reader: Reader | None = None, message: str | None = None
-) -> dict[str, Any]:
-    """The CarsXE VIN OCR response for one frame, plus this project's fields."""
-    models = reader.models if reader else None
-    if not result.reads:
-        if message is None:
-            if result.misses:
-                reasons = sorted({m.reason for m in result.misses})
-                message = "VIN-like text found but not read: " + ", ".join(reasons)
-            else:
-                message = "no VIN text line or VIN barcode found"
-        return {
-            "success": False,
-            "vin": None,
-            "box": None,
-            "confidence": 0.0,
-            "candidates": [],
-            "message": message,
-            "checksum_valid": None,
-            "source": None,
-            "quad": None,
-            "decoded": None,
-            "misses": [{"box": m.box, "reason": m.reason} for m in result.misses],
-            "timing_ms": _round(result.timing_ms),
-            "model": models,
-        }
-    best = result.reads[0]
-    candidates = [
-        {"vin": r.vin, "confidence": round(r.confidence, 4), "box": r.box} for r in result.reads
-    ]
-    if best.ocr is not None:
-        read_vins = {r.vin for r in result.reads}
-        alts = [c for c in best.ocr.decoded.candidates[1:4] if c.vin not in read_vins]
-        candidates += [
-            {"vin": v, "confidence": round(p, 4), "box": best.box}
-            for v, p in share_doubt(alts, best.confidence)
-        ]
-    return {
-        "success": True,
-        "vin": best.vin,
-        "box": best.box,
-        "confidence": round(best.confidence, 4),
-        "candidates": candidates,
-        "message": "",
-        "checksum_valid": best.checksum_valid,
-        "source": best.source,
-        "quad": [[round(float(x), 1), round(float(y), 1)] for x, y in best.quad],
-        "decoded": vin.decode(best.vin),
-        "misses": [{"box": m.box, "reason": m.reason} for m in result.misses],
-        "timing_ms": _round(result.timing_ms),
-        "model": models,
-    }
-
-
-def _round(timing: dict[str, float]) -> dict[str, float]:
-    return {k: round(v, 2) for k, v in timing.items()}

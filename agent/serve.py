@@ -141,7 +141,8 @@ def create_app(reader: "Reader", config: ServeConfig) -> Any:
     from fastapi.concurrency import run_in_threadpool
 
     from agent import imageio
-    from agent.reader import FrameResult, response
+    from agent.reader import FrameResult
+    from agent.response import response
 
     keys = load_keys(config.keys_file)
     if keys is None and not is_loopback(config.host):

@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 
 from agent.imageio import decode_image
-from agent.reader import Reader, response
+from agent.reader import Reader
+from agent.response import response
 from agent.vin import ALPHABET, VIN_LENGTH, checksum_valid
 from benchmarks.common import Frame, encode_jpeg, find_tool, summary
 
