@@ -107,9 +107,11 @@ MAX_WORDS = 8
 #: default threshold 56.2 / 1.41 / 8, from 0.9 55.6 / 1.22 / 8, from 0.95 54.7 /
 #: 1.13 / 8, from 0.98 52.7 / 1.04 / 8; on the 300 plain VINs 73.7, 72.7, 72.3 and
 #: 69.7 % exact, 0.33 % wrong throughout (level words only). With the quarter-turned
-#: frame's words too, from 0.95, as shipped: 1,000 scenes 57.8 / 1.41 / 9; 2,000
-#: (seed 31337) 47.3 / 1.33 / 12 without words -> 58.0 / 1.95 / 16; most of the wrong
-#: ones are VIN-shaped distractors with no check digit to refuse them. A refused word
+#: frame's words too, from 0.95: 1,000 scenes 57.8 / 1.41 / 9; 2,000 (seed 31337)
+#: 47.3 / 1.33 / 12 without words -> 58.0 / 1.95 / 16 (with words.py's widest-gap cut
+#: and run-together glyphs, as shipped: 57.9 / 1.32 / 9 and 58.0 / 1.87 / 15); most
+#: of the wrong ones are VIN-shaped distractors with no check digit to refuse them.
+#: A refused word
 #: is not retried (ink extent, growth): the same reads but two (57.8 -> 57.6 % exact),
 #: and a quarter less time.
 WORD_MIN_CONFIDENCE = 0.95

@@ -39,10 +39,13 @@ def _xrange(quad: np.ndarray) -> tuple[float, float]:
 def test_a_vin_after_its_prefix_is_proposed_without_the_prefix() -> None:
     """A crop that starts with ``VIN:`` reads as more than 17 characters: the word gap
     must split the prefix off, so the proposal starts at the VIN's first character."""
-    image, _ = _sheet(["VIN: " + VIN, "MFD BY GENERAL MOTORS 06/18"])
+    image, boxes = _sheet(["VIN: " + VIN, "MFD BY GENERAL MOTORS 06/18"])
     (prefix_w, _), _ = cv2.getTextSize("VIN: ", cv2.FONT_HERSHEY_SIMPLEX, 1.0, 2)
     (vin_w, _), _ = cv2.getTextSize(VIN, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 2)
-    quads = find_words(image)
+    # Parts of the label line may be proposed too (the reader's rules judge them);
+    # on the VIN's own row there is one word.
+    row = boxes[0][1], boxes[0][3]
+    quads = [q for q in find_words(image) if row[0] <= q[:, 1].mean() <= row[1]]
     assert len(quads) == 1, quads
     x0, x1 = _xrange(quads[0])
     # Hershey glyphs sit a few pixels inside their advance box.
@@ -86,3 +89,48 @@ def test_an_empty_or_textured_frame_gives_no_words() -> None:
     assert find_words(np.full((480, 640), 128, np.uint8)) == []
     noise = rng.integers(0, 256, (720, 1280)).astype(np.uint8)
     assert find_words(noise) == []
+
+
+def _spaced(parts: list[tuple[str, int, int]], scale: float = 1.0) -> tuple[np.ndarray, list[int]]:
+    """Parts typed character by character: (text, pixels after each character, more
+    pixels after the part); the x where each part starts."""
+    image = np.full((300, 1280), 225, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    x, starts = 60, []
+    for text, gap, after in parts:
+        starts.append(x)
+        for ch in text:
+            (cw, _), _ = cv2.getTextSize(ch, font, scale, 2)
+            cv2.putText(image, ch, (x, 150), font, scale, 20, 2, cv2.LINE_AA)
+            x += cw + gap
+        x += after
+    return image, starts
+
+
+def test_a_prefix_set_tight_against_the_vin_is_cut_at_the_widest_gap() -> None:
+    """Tightly spaced print leaves a word gap too small for the word-gap rule; a part
+    too long for a VIN is then cut at its widest gap, which leaves the 17 characters."""
+    # Ink gaps of about 5 px between letters and 9 px before the VIN: below the word
+    # gap (2.5 letter gaps), above the widest-gap cut's floor (1.6).
+    image, starts = _spaced([("VIN", 2, 4), (VIN, 2, 0)])
+    quads = find_words(image)
+    assert len(quads) == 1, quads
+    x0, _ = _xrange(quads[0])
+    assert abs(x0 - starts[1]) < 10
+
+
+def test_glyphs_run_together_count_by_the_length_they_take() -> None:
+    """Bold or blurred print can run most glyphs together, so the count falls short:
+    ten components still make a VIN-sized word when they are as long as 17 characters
+    (about 13 line heights here), and not when they are as long as ten."""
+    from agent.vision.words import _vin_sized
+
+    def row(n: int, width: float, h: float = 20.0) -> np.ndarray:
+        """n components (x, y, w, h) of one width, 2 px apart."""
+        x = np.arange(n) * (width + 2.0)
+        return np.stack([x, np.zeros(n), np.full(n, width), np.full(n, h)], axis=1)
+
+    assert _vin_sized(row(17, 12.0))  # 17 separate glyphs
+    assert _vin_sized(row(10, 24.0))  # ten pairs run together: 13 heights long
+    assert not _vin_sized(row(10, 12.0))  # ten glyphs: 7 heights long
+    assert not _vin_sized(row(5, 52.0))  # five blobs: too few parts to be characters
