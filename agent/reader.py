@@ -207,7 +207,7 @@ class Reader:
         policy: vin.ChecksumPolicy | str = vin.ChecksumPolicy.AUTO,
         min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         barcodes: bool = True,
-        tiles: bool = True,
+        tiles: bool = False,
         quarter_turn: bool = False,
         max_lines: int = DEFAULT_MAX_LINES,
         turned_barcodes: bool = False,
