@@ -210,6 +210,7 @@ def test_max_lines_reads_only_the_likeliest_lines() -> None:
 
     capped = Reader(max_lines=1, barcodes=False, words=False)  # words have their own cap
     frames = [load(str(SAMPLES / name)).image for name in sorted(_labels())]
+
     def detect(f: np.ndarray) -> list[Any]:  # the passes read_frame runs
         return capped.detector.detect(f, capped.tiles, capped.quarter_turn)
 
