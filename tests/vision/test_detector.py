@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -28,6 +29,24 @@ def detector() -> Detector:
 def _counting(detector: Detector, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count invocations of the real model (it still runs)."""
     return count_calls(monkeypatch, detector.model, "invoke")
+
+
+def _turned_lines(dets: list[Any], w: int) -> Callable[[dict[str, int]], bool]:
+    """Whether a box of the portrait frame is one of ``dets`` (found in the landscape
+    frame, w wide) turned a quarter counter-clockwise, within 1.5 px."""
+    mapped = []
+    for det in dets:
+        q = np.stack([det.quad[:, 1], w - 1 - det.quad[:, 0]], axis=1)
+        mapped.append((q[:, 0].min(), q[:, 1].min(), q[:, 0].max(), q[:, 1].max()))
+
+    def is_mapped(b: dict[str, int]) -> bool:
+        return any(
+            max(abs(b["xmin"] - x0), abs(b["ymin"] - y0), abs(b["xmax"] - x1), abs(b["ymax"] - y1))
+            <= 1.5
+            for x0, y0, x1, y1 in mapped
+        )
+
+    return is_mapped
 
 
 def test_hysteresis_extends_a_line_over_its_weaker_cells_only() -> None:
@@ -130,17 +149,7 @@ def test_the_quarter_turned_pass_finds_lines_of_a_portrait_photo(
     portrait = cv2.rotate(frame, cv2.ROTATE_90_COUNTERCLOCKWISE)
     found = detector.detect(portrait, tiles=False, turned=True)
     plain = [d.box for d in detector.detect(portrait, tiles=False, turned=False)]
-    mapped = []
-    for det in upright:
-        q = np.stack([det.quad[:, 1], w - 1 - det.quad[:, 0]], axis=1)
-        mapped.append((q[:, 0].min(), q[:, 1].min(), q[:, 0].max(), q[:, 1].max()))
-
-    def is_mapped(b: dict[str, int]) -> bool:
-        return any(
-            max(abs(b["xmin"] - x0), abs(b["ymin"] - y0), abs(b["xmax"] - x1), abs(b["ymax"] - y1))
-            <= 1.5
-            for x0, y0, x1, y1 in mapped
-        )
+    is_mapped = _turned_lines(upright, w)
 
     for d in found:
         if d.box not in plain:
@@ -221,17 +230,7 @@ def test_the_quarter_turned_frame_is_searched_in_tiles_too(
     found = detector.detect(portrait, turned=True)
     assert len(calls) == 2 * 5  # whole frame and four tiles, level and turned
     w = big.shape[1]
-    mapped = []
-    for det in landscape:
-        q = np.stack([det.quad[:, 1], w - 1 - det.quad[:, 0]], axis=1)
-        mapped.append((q[:, 0].min(), q[:, 1].min(), q[:, 0].max(), q[:, 1].max()))
-
-    def is_mapped(b: dict[str, int]) -> bool:
-        return any(
-            max(abs(b["xmin"] - a), abs(b["ymin"] - c), abs(b["xmax"] - e), abs(b["ymax"] - f))
-            <= 1.5
-            for a, c, e, f in mapped
-        )
+    is_mapped = _turned_lines(landscape, w)
 
     added = [d for det in found for d in (det.parts or (det,)) if d.box not in own]
     assert added, "the turned pass should add the landscape label's lines"
