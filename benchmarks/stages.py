@@ -27,8 +27,8 @@ from agent.reader import (
     LineRead,
     Reader,
     pad_quad,
-    response,
 )
+from agent.response import response
 from agent.vin import ChecksumPolicy
 from agent.vision.barcodes import read_barcodes
 from agent.vision.ctc import slot_probabilities
