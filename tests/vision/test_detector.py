@@ -31,6 +31,17 @@ def _counting(detector: Detector, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return count_calls(monkeypatch, detector.model, "invoke")
 
 
+def _distant_label() -> np.ndarray:
+    """A 1920x1080 frame with a sample scene shrunk to half in its lower right corner."""
+    scene = cv2.imread(str(SCENES / "scene_0000.jpg"), cv2.IMREAD_GRAYSCALE)
+    assert scene is not None
+    big = np.full((1080, 1920), 128, np.uint8)
+    small = cv2.resize(scene, (scene.shape[1] // 2, scene.shape[0] // 2), cv2.INTER_AREA)
+    y0, x0 = 1080 - small.shape[0] - 20, 1920 - small.shape[1] - 40
+    big[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+    return big
+
+
 def _turned_lines(dets: list[Any], w: int) -> Callable[[dict[str, int]], bool]:
     """Whether a box of the portrait frame is one of ``dets`` (found in the landscape
     frame, w wide) turned a quarter counter-clockwise, within 1.5 px."""
@@ -91,12 +102,7 @@ def test_large_frames_are_also_searched_in_tiles(
     part of a longer line), and what tiles add does not repeat a line already
     found.
     """
-    scene = cv2.imread(str(SCENES / "scene_0000.jpg"), cv2.IMREAD_GRAYSCALE)
-    assert scene is not None
-    big = np.full((1080, 1920), 128, np.uint8)
-    small = cv2.resize(scene, (scene.shape[1] // 2, scene.shape[0] // 2), cv2.INTER_AREA)
-    y0, x0 = 1080 - small.shape[0] - 20, 1920 - small.shape[1] - 40
-    big[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+    big = _distant_label()
     calls = _counting(detector, monkeypatch)
     whole = detector.detect(big, tiles=False, turned=False)
     assert len(calls) == 1
@@ -217,12 +223,7 @@ def test_the_quarter_turned_frame_is_searched_in_tiles_too(
     the landscape frame, so every line it adds must be one the landscape frame's own
     search (whole and tiles) gives, mapped into portrait pixels.
     """
-    scene = cv2.imread(str(SCENES / "scene_0000.jpg"), cv2.IMREAD_GRAYSCALE)
-    assert scene is not None
-    big = np.full((1080, 1920), 128, np.uint8)
-    small = cv2.resize(scene, (scene.shape[1] // 2, scene.shape[0] // 2), cv2.INTER_AREA)
-    y0, x0 = 1080 - small.shape[0] - 20, 1920 - small.shape[1] - 40
-    big[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+    big = _distant_label()
     portrait = cv2.rotate(big, cv2.ROTATE_90_COUNTERCLOCKWISE)
     landscape = [d for det in detector.detect(big) for d in (det, *det.parts)]
     own = [d.box for det in detector.detect(portrait) for d in (det, *det.parts)]
