@@ -91,6 +91,12 @@ BAND_SAME = 0.85
 #: 31337): 41.8 / 1.20 / 10, 48.3 / 1.55 / 12 and 47.3 / 1.33 / 12. The quarter-turned
 #: whole frame needs no such rule (it added 0.1 points exact and nothing wrong).
 CHECKED_ONLY_ORIGINS = frozenset({"tile", "turned_tile"})
+#: When several passes read the same VIN, the earliest one's read (box, confidence,
+#: origin) is the one published. Picking the most confident copy instead let int8
+#: rounding choose the pass: on a sample scene x86-64 published the tile's box at 0.998
+#: and arm64 the frame's at 0.988, 29 px apart. The whole frame comes first because its
+#: crop sees the line's context; tiles and words are there for recall.
+PASS_ORDER = ("frame", "turned", "tile", "turned_tile", "words", "turned_words")
 #: The word pass (``agent/vision/words.py``, ``Reader.words``) proposes level words of
 #: about 17 characters from the frame's own character shapes; each is read even where
 #: a detection overlaps it, because its quad is tight on the 17 characters where the
@@ -405,12 +411,14 @@ class Reader:
         """Merge OCR and barcode reads of the same VIN; agreement raises confidence.
 
         Two independent channels that agree are both wrong only if both err
-        the same way, so the miss probabilities multiply.
+        the same way, so the miss probabilities multiply. Passes of the OCR channel
+        that read the same VIN are not independent (one recognizer, overlapping
+        crops): the earliest pass's read stands (PASS_ORDER).
         """
         merged: dict[str, LineRead] = {}
         for r in ocr:
-            best = merged.get(r.vin)
-            if best is None or r.confidence > best.confidence:
+            first = merged.get(r.vin)
+            if first is None or _pass_rank(r) < _pass_rank(first):
                 merged[r.vin] = r
         for code in codes:
             conf = BARCODE_CONFIDENCE if code.checksum_valid else BARCODE_NO_CHECKSUM_CONFIDENCE
@@ -424,3 +432,9 @@ class Reader:
                     code.vin, conf, code.checksum_valid, code.quad, box, "barcode", barcode=code
                 )
         return list(merged.values())
+
+
+def _pass_rank(r: LineRead) -> tuple[int, float]:
+    """Sort key: earlier pass first, then the more confident read."""
+    rank = PASS_ORDER.index(r.origin) if r.origin in PASS_ORDER else len(PASS_ORDER)
+    return rank, -r.confidence

@@ -45,6 +45,23 @@ def test_barcode_agreement_raises_confidence() -> None:
     assert sorted(r.source for r in reads) == ["barcode", "ocr"]
 
 
+def test_the_earliest_pass_reading_a_vin_is_published() -> None:
+    """Which copy of a VIN read by several passes is published must not hang on a
+    near-tie of confidences: int8 rounding differs between x86-64 and arm64, and the
+    winner sets the box. The frame's read stands over a more confident tile's."""
+    frame = _ocr(VIN, 0.986)
+    frame.origin = "frame"
+    tile = _ocr(VIN, 0.998)
+    tile.origin, tile.box = "tile", {"xmin": 0, "xmax": 220, "ymin": 0, "ymax": 40}
+    words = _ocr(VIN, 0.999)
+    words.origin = "words"
+    for order in ([frame, tile, words], [words, tile, frame]):
+        (fused,) = Reader._fuse(order, [], 640, 480)
+        assert fused is frame
+    (fused,) = Reader._fuse([words, tile], [], 640, 480)
+    assert fused is tile
+
+
 def test_pad_quad_adds_margins_in_line_heights() -> None:
     """The recognizer was trained with margins; crops must carry them too."""
     padded = pad_quad(_quad(100, 100, 300, 120))
