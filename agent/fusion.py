@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent.reader import BARCODE_CONFIDENCE, FrameResult, LineRead
-from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE, required_confidence
+from agent.reader import BARCODE_CONFIDENCE, FrameResult, LineRead, publish_floor
+from agent.vision.calibration import DEFAULT_MIN_CONFIDENCE
 from agent.vision.decoding import share_doubt
 from agent.vision.recognizer import Read
 
@@ -48,6 +48,8 @@ class Visit:
     frames: int = 0
     prob_sum: np.ndarray | None = None
     n_ocr: int = 0
+    #: The reader passes (``LineRead.origin``) of the OCR reads fused so far.
+    origins: set[str] = field(default_factory=set)
     barcodes: Counter[str] = field(default_factory=Counter)
     vin: str | None = None
     confidence: float = 0.0
@@ -118,6 +120,7 @@ class VisitTracker:
             probs = line.ocr.probs
             visit.prob_sum = probs.copy() if visit.prob_sum is None else visit.prob_sum + probs
             visit.n_ocr += 1
+            visit.origins.add(line.origin)
         if line.barcode is not None:
             visit.barcodes[line.barcode.vin] += 1
         visit.box, visit.quad = line.box, line.quad
@@ -206,7 +209,9 @@ class VisitTracker:
         if visit.vin is None or visit.suppressed:
             return None
         if not visit.published:
-            need = required_confidence(self.min_confidence, visit.checksum_valid, visit.source)
+            need = publish_floor(
+                self.min_confidence, visit.checksum_valid, visit.source, visit.origins
+            )
             if visit.confidence < need:
                 return None
             last = self.recent.get(visit.vin)

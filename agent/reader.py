@@ -7,7 +7,9 @@ This is the code path shared by ``vin-agent read``, ``eval`` and the daemon.
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -401,10 +403,7 @@ class Reader:
 
     def required(self, r: LineRead) -> float:
         """The confidence one read must reach to be published."""
-        need = required_confidence(self.min_confidence, r.checksum_valid, r.source)
-        if r.source == "ocr" and r.origin in WORD_ORIGINS:
-            return max(need, WORD_MIN_CONFIDENCE)
-        return need
+        return publish_floor(self.min_confidence, r.checksum_valid, r.source, {r.origin})
 
     @staticmethod
     def _fuse(ocr: list[LineRead], codes: list[BarcodeRead], w: int, h: int) -> list[LineRead]:
@@ -432,6 +431,25 @@ class Reader:
                     code.vin, conf, code.checksum_valid, code.quad, box, "barcode", barcode=code
                 )
         return list(merged.values())
+
+
+def publish_floor(
+    min_confidence: float, checksum_valid: bool, source: str, origins: Collection[str]
+) -> float:
+    """The confidence a read from these passes must reach to be published.
+
+    Also for a visit fused over frames (``agent.fusion``): averaging frames does
+    not make a word-only read less likely to be label text, nor does it give a
+    tile-only read the check digit it lacks.
+    """
+    need = required_confidence(min_confidence, checksum_valid, source)
+    if source != "ocr" or not origins:
+        return need
+    if all(o in WORD_ORIGINS for o in origins):
+        return max(need, WORD_MIN_CONFIDENCE)
+    if not checksum_valid and all(o in CHECKED_ONLY_ORIGINS for o in origins):
+        return math.inf
+    return need
 
 
 def _pass_rank(r: LineRead) -> tuple[int, float]:

@@ -10,7 +10,7 @@ import pytest
 from agent import vin as rules
 from agent.events import SeqCounter, payload
 from agent.fusion import VisitTracker
-from agent.reader import FrameResult, LineRead, Miss
+from agent.reader import WORD_MIN_CONFIDENCE, FrameResult, LineRead, Miss
 from agent.vision.barcodes import BarcodeRead
 from agent.vision.calibration import Calibrator
 from agent.vision.decoding import decode
@@ -40,11 +40,17 @@ def probs_for(text: str, p: float = 0.99, weak: dict[int, tuple[str, float]] | N
     return probs
 
 
-def frame(*lines: np.ndarray, misses: list[Miss] | None = None, threshold: float = 0.5):
+def frame(
+    *lines: np.ndarray,
+    misses: list[Miss] | None = None,
+    threshold: float = 0.5,
+    origin: str = "frame",
+):
     reads, out_misses = [], list(misses or [])
     for probs in lines:
         r = read_probs(probs)
         line = LineRead(r.vin, r.confidence, r.decoded.checksum_valid, QUAD, BOX, "ocr", ocr=r)
+        line.origin = origin
         if r.confidence >= threshold:
             reads.append(line)
         else:
@@ -68,6 +74,20 @@ def test_one_vehicle_many_frames_is_one_visit() -> None:
     assert [e.type for e in events] == ["new", "end"]
     assert len({e.visit.event_id for e in events}) == 1
     assert events[0].visit.vin == VIN_A and events[0].visit.frames == 5
+
+
+def test_word_only_visits_keep_the_word_floor() -> None:
+    """A VIN only the word pass read must reach WORD_MIN_CONFIDENCE in a visit too:
+    averaging frames of one label line does not make it less likely to be label text.
+    The same read from the detector's pass publishes at the usual threshold."""
+    weak = probs_for(VIN_A, 0.99)
+    assert 0.5 <= read_probs(weak).confidence < WORD_MIN_CONFIDENCE
+    words = tracker()
+    events = [e for i in range(3) for e in words.update(frame(weak, origin="words"), 1.0 + i)]
+    assert events == []
+    detected = tracker()
+    events = [e for i in range(3) for e in detected.update(frame(weak), 1.0 + i)]
+    assert [e.type for e in events] == ["new"]
 
 
 def test_weak_frames_add_up_to_a_confident_read() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from agent import vin
-from agent.reader import LineRead, Miss, Reader, pad_quad
+from agent.reader import WORD_MIN_CONFIDENCE, LineRead, Miss, Reader, pad_quad, publish_floor
 from agent.response import response
 from agent.vision.barcodes import BarcodeRead
 from tests.conftest import count_calls
@@ -60,6 +60,18 @@ def test_the_earliest_pass_reading_a_vin_is_published() -> None:
         assert fused is frame
     (fused,) = Reader._fuse([words, tile], [], 640, 480)
     assert fused is tile
+
+
+def test_publish_floor_by_pass() -> None:
+    """The floor a read (or a fused visit) must reach depends on the passes that read it:
+    words alone need WORD_MIN_CONFIDENCE, tiles alone a check digit; any other pass among
+    them and the usual threshold applies."""
+    assert publish_floor(0.8, True, "ocr", {"frame"}) == pytest.approx(0.8)
+    assert publish_floor(0.8, True, "ocr", {"words", "turned_words"}) == WORD_MIN_CONFIDENCE
+    assert publish_floor(0.8, True, "ocr", {"words", "frame"}) == pytest.approx(0.8)
+    assert publish_floor(0.8, False, "ocr", {"tile"}) == float("inf")
+    assert publish_floor(0.8, True, "ocr", {"tile"}) == pytest.approx(0.8)
+    assert publish_floor(0.8, True, "barcode", {"words"}) <= 0.8
 
 
 def test_pad_quad_adds_margins_in_line_heights() -> None:
