@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,10 +94,13 @@ BAND_SAME = 0.85
 #: whole frame needs no such rule (it added 0.1 points exact and nothing wrong).
 CHECKED_ONLY_ORIGINS = frozenset({"tile", "turned_tile"})
 #: When several passes read the same VIN, the earliest one's read (box, confidence,
-#: origin) is the one published. Picking the most confident copy instead let int8
-#: rounding choose the pass: on a sample scene x86-64 published the tile's box at 0.998
-#: and arm64 the frame's at 0.988, 29 px apart. The whole frame comes first because its
-#: crop sees the line's context; tiles and words are there for recall.
+#: origin) that reaches its publish floor is the one published. Picking the most
+#: confident copy instead let int8 rounding choose the pass: on a sample scene x86-64
+#: published the tile's box at 0.998 and arm64 the frame's at 0.988, 29 px apart. The
+#: whole frame comes first because its crop sees the line's context; tiles and words
+#: are there for recall. On 1,000 generated scenes (seed 2718, tiles, quarter turn,
+#: words, threshold 0.8): most confident copy 58.29 % exact / 1.41 % wrong / 9 false
+#: reads; earliest pass 57.53 / 1.51 / 8; earliest publishable pass 58.47 / 1.41 / 9.
 PASS_ORDER = ("frame", "turned", "tile", "turned_tile", "words", "turned_words")
 #: The word pass (``agent/vision/words.py``, ``Reader.words``) proposes level words of
 #: about 17 characters from the frame's own character shapes; each is read even where
@@ -386,7 +389,7 @@ class Reader:
         # of a frame, so it is asked for apart from the detector's quarter turn.
         codes = read_barcodes(frame, self.policy, self.turned_barcodes) if self.barcodes else []
         t3 = time.perf_counter()
-        reads = self._fuse(ocr_reads, codes, w, h)
+        reads = self._fuse(ocr_reads, codes, w, h, self.required)
         for r in reads:
             if r.confidence >= self.required(r):
                 result.reads.append(r)
@@ -406,18 +409,26 @@ class Reader:
         return publish_floor(self.min_confidence, r.checksum_valid, r.source, {r.origin})
 
     @staticmethod
-    def _fuse(ocr: list[LineRead], codes: list[BarcodeRead], w: int, h: int) -> list[LineRead]:
+    def _fuse(
+        ocr: list[LineRead],
+        codes: list[BarcodeRead],
+        w: int,
+        h: int,
+        required: Callable[[LineRead], float] | None = None,
+    ) -> list[LineRead]:
         """Merge OCR and barcode reads of the same VIN; agreement raises confidence.
 
         Two independent channels that agree are both wrong only if both err
         the same way, so the miss probabilities multiply. Passes of the OCR channel
         that read the same VIN are not independent (one recognizer, overlapping
-        crops): the earliest pass's read stands (PASS_ORDER).
+        crops): the earliest pass's read stands (PASS_ORDER), among the reads that reach
+        ``required`` when any does.
         """
+        floor = required or (lambda r: 0.0)
         merged: dict[str, LineRead] = {}
         for r in ocr:
             first = merged.get(r.vin)
-            if first is None or _pass_rank(r) < _pass_rank(first):
+            if first is None or _pass_rank(r, floor) < _pass_rank(first, floor):
                 merged[r.vin] = r
         for code in codes:
             conf = BARCODE_CONFIDENCE if code.checksum_valid else BARCODE_NO_CHECKSUM_CONFIDENCE
@@ -452,7 +463,7 @@ def publish_floor(
     return need
 
 
-def _pass_rank(r: LineRead) -> tuple[int, float]:
-    """Sort key: earlier pass first, then the more confident read."""
+def _pass_rank(r: LineRead, floor: Callable[[LineRead], float]) -> tuple[bool, int, float]:
+    """Sort key: a publishable read first, then the earlier pass, then the more confident."""
     rank = PASS_ORDER.index(r.origin) if r.origin in PASS_ORDER else len(PASS_ORDER)
-    return rank, -r.confidence
+    return r.confidence < floor(r), rank, -r.confidence

@@ -60,6 +60,9 @@ def test_the_earliest_pass_reading_a_vin_is_published() -> None:
         assert fused is frame
     (fused,) = Reader._fuse([words, tile], [], 640, 480)
     assert fused is tile
+    # A pass that reads the VIN too weakly to publish it does not hide one that can.
+    (fused,) = Reader._fuse([frame, tile], [], 640, 480, lambda r: 0.99)
+    assert fused is tile
 
 
 def test_publish_floor_by_pass() -> None:
