@@ -168,9 +168,10 @@ def cache_path(
 ) -> Path:
     """Where ``load_or_make`` keeps these arrays; the generator version is in the name."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    # Negatives' targets hold I, O and Q since recognizer 1.4.0; the suffix keeps
-    # earlier caches, whose targets drop them, from being read as current.
-    neg = "_negioq" if negatives else ""
+    # Negatives' targets hold I, O and Q since recognizer 1.4.0, and a quarter of
+    # them are VINs with lookalike I, O or Q (_neglook); the suffix keeps earlier
+    # caches from being read as current.
+    neg = "_neglook" if negatives else ""
     return root / f"{GENERATOR_VERSION}{neg}_s{seed}_n{n}_{height}x{width}.npz"
 
 

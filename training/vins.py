@@ -230,6 +230,26 @@ def reads_as_vin(target: str) -> bool:
     return len(target) == 17 and all(c in ALPHABET for c in target)
 
 
+#: The VIN characters an I, O or Q is most easily mistaken for.
+_LOOKALIKES = {"1": "I", "0": "OQ", "D": "O", "G": "Q", "L": "I", "J": "I"}
+
+
+def sample_lookalike(rng: np.random.Generator) -> str:
+    """A VIN with one to three characters turned into the I, O or Q they resemble.
+
+    Read by a model that never learnt the difference, 1P4G... with an I for the 1
+    is a VIN; only many such pairs teach the stroke that tells them apart.
+    """
+    chars = list(sample_vin(rng))
+    near = [i for i, c in enumerate(chars) if c in _LOOKALIKES]
+    spots = near if near and rng.random() < 0.8 else list(range(17))
+    k = min(len(spots), int(rng.integers(1, 4)))
+    for i in rng.choice(spots, size=k, replace=False):
+        pool = _LOOKALIKES.get(chars[i], NON_VIN_LETTERS)
+        chars[i] = pool[rng.integers(len(pool))]
+    return "".join(chars)
+
+
 def sample_negative_text(rng: np.random.Generator) -> str:
     """A line that is not a VIN, never read as 17 VIN characters.
 
@@ -239,9 +259,11 @@ def sample_negative_text(rng: np.random.Generator) -> str:
     """
     for _ in range(100):
         u = rng.random()
-        if u < 0.45:
+        if u < 0.25:
+            text = sample_lookalike(rng)
+        elif u < 0.55:
             text = sample_distractor(rng)
-        elif u < 0.8:
+        elif u < 0.85:
             text = sample_context_line(rng, _CONTEXT_KINDS[rng.integers(len(_CONTEXT_KINDS))])
         else:  # part and serial numbers of VIN characters, any length but 17
             n = int(rng.choice([*range(5, 17), *range(18, 25)]))
