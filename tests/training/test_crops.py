@@ -169,3 +169,16 @@ def test_negative_arrays_are_padded_targets_from_their_own_stream() -> None:
     assert not np.array_equal(x, vin_x)
     wide = dataset.pad_labels(dataset.make_arrays(5, 3, workers=1, progress=False)[1])
     assert wide.shape == (3, vins.MAX_TARGET_CHARS) and (wide[:, 17:] == -1).all()
+
+
+def test_lookalike_negatives_differ_from_a_vin_only_by_i_o_or_q() -> None:
+    """A 33-class recognizer read a VIN printed with an I for a 1 as a VIN (a wrong read
+    published); lookalike negatives are the pairs that teach the difference, so each
+    must be 17 characters whose only non-VIN characters are I, O or Q."""
+    rng = np.random.default_rng(11)
+    texts = [vins.sample_lookalike(rng) for _ in range(500)]
+    assert all(len(t) == 17 for t in texts)
+    assert all(any(c in "IOQ" for c in t) for t in texts)
+    assert all(set(t) <= set(ALPHABET + "IOQ") for t in texts)
+    assert not any(vins.reads_as_vin(t) for t in texts)
+    assert len({sum(c in "IOQ" for c in t) for t in texts}) == 3  # one to three swaps
