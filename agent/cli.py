@@ -83,6 +83,7 @@ def _make_reader(args: argparse.Namespace) -> Reader:
         barcodes=not args.no_barcodes,
         tiles=args.tiles,
         words=args.words,
+        second_look=args.second_look,
         quarter_turn=args.quarter_turn,
         turned_barcodes=args.turned_barcodes,
     )
@@ -279,6 +280,13 @@ def _add_reader_options(p: argparse.ArgumentParser) -> None:
         default=True,
         help="also read level words of about 17 characters found from the image's own "
         "character shapes, for plainly printed VINs the detector misses (default: on)",
+    )
+    p.add_argument(
+        "--second-look",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="read a refused line again from its crop framed three other ways, fused; "
+        "kept only when its check digit verifies it (default: on)",
     )
     p.add_argument(
         "--quarter-turn",

@@ -76,6 +76,11 @@ class ReaderConfig(BaseModel):
         description="also read level words of about 17 characters found from the frame's "
         "own character shapes (plainly printed VINs the detector misses); ~10 ms per frame",
     )
+    second_look: bool = Field(
+        True,
+        description="read a line the VIN rules or the threshold refuse again from the crop "
+        "framed three other ways, fused; kept only when its check digit verifies it",
+    )
     quarter_turn: bool = Field(
         False,
         description="also search each frame turned 90 degrees for vertical VIN lines (a "

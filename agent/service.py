@@ -91,6 +91,7 @@ def make_reader(config: AgentConfig) -> Reader:
         barcodes=config.reader.barcodes,
         tiles=config.reader.tiles,
         words=config.reader.words,
+        second_look=config.reader.second_look,
         quarter_turn=config.reader.quarter_turn,
         max_lines=config.reader.max_lines,
         turned_barcodes=config.reader.turned_barcodes,

@@ -398,6 +398,34 @@ def test_a_reread_is_kept_only_when_it_is_publishable(reader: Reader) -> None:
     assert changed >= 1  # the samples do exercise the retries
 
 
+def test_a_second_look_only_adds_reads_its_check_digit_verifies(
+    reader: Reader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second look (a refused line read again from its crop framed three other ways)
+    is one more chance to force text into a VIN: where it changes what a line yields,
+    the result must be a read the check digit verifies and the threshold lets through.
+    Both readers retry refused fragments alike, so only the second look differs."""
+    from agent.vision.detector import Detection
+    from agent.vision.geometry import expand_quad, quad_box
+
+    plain = Reader(second_look=False)
+    looks = count_calls(monkeypatch, reader.recognizer, "aligned_views")
+    for _, gray, line in _sample_lines():
+        h, w = gray.shape
+        for along, across in ((0.0, 0.0), (0.0, -0.3), (-0.06, 0.0), (0.12, 0.2), (0.0, 0.6)):
+            q = expand_quad(np.array(line["quad"], np.float32), along=along, across=across)
+            det = Detection(q, quad_box(q, w, h), 1.0)
+            first, again = plain._read_line(gray, det), reader._read_line(gray, det)
+            if isinstance(again, Miss):
+                assert isinstance(first, Miss)
+                continue
+            if isinstance(first, LineRead) and first.vin == again.vin:
+                if first.confidence == again.confidence:
+                    continue
+            assert again.checksum_valid and again.confidence >= reader.min_confidence
+    assert looks  # the framings above do give refused lines a second look
+
+
 def _half_line_fragments(reader: Reader) -> Iterator[tuple[np.ndarray, Any, str, Miss]]:
     """Halves of the sample lines the reader reads whole (first, middle, last), each
     refused when read alone: (gray frame, detection, labelled VIN, the refusal)."""

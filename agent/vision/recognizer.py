@@ -11,6 +11,7 @@ constrained decoder works on.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -18,7 +19,7 @@ import numpy as np
 
 from agent.vin import ALPHABET, NON_VIN_LETTERS, ChecksumPolicy
 from agent.vision.calibration import Calibrator
-from agent.vision.ctc import align
+from agent.vision.ctc import AlignmentError, align
 from agent.vision.decoding import Decoded, decode
 from agent.vision.manifest import Manifest, ModelError
 from agent.vision.runtime import RuntimeConfig, TFLiteModel
@@ -91,6 +92,34 @@ def vin_columns(logits: np.ndarray) -> np.ndarray:
     raise ValueError(f"{probs.shape[-1]} output classes fit no known recognizer alphabet")
 
 
+def reframed(crop: np.ndarray) -> list[np.ndarray]:
+    """The crop framed a little differently: ends loosened, ends tightened, shifted
+    down. The detector's quads are a cell or two off, and a character the model
+    reads badly in one framing it often reads well in a neighbouring one."""
+    h, w = crop.shape[:2]
+    loose, tight, down = max(1, w // 30), max(1, w // 40), max(1, h // 16)
+    return [
+        cv2.copyMakeBorder(crop, 0, 0, loose, loose, cv2.BORDER_REPLICATE),
+        crop[:, tight : w - tight],
+        cv2.copyMakeBorder(crop, down, 0, 0, 0, cv2.BORDER_REPLICATE)[:-down],
+    ]
+
+
+def fuse_views(probs: Sequence[np.ndarray]) -> np.ndarray:
+    """(17, 33) per-position probabilities of several views of one line -> one set.
+
+    A geometric mean: a character every view agrees on keeps its probability,
+    one the views disagree on loses it, so the calibrated confidence of the
+    fused read falls where the framing mattered. Each position keeps the
+    views' mean total mass (mass missing from a position is the model's doubt
+    that a character is there at all; see ``ctc``).
+    """
+    stack = np.maximum(np.asarray(probs, dtype=np.float64), 1e-9)
+    geo = np.exp(np.log(stack).mean(axis=0))
+    mass = stack.sum(axis=2).mean(axis=0)
+    return geo * (mass / geo.sum(axis=1))[:, None]
+
+
 @dataclass(frozen=True)
 class Read:
     """One recognised line: the decoded VIN and a calibrated confidence."""
@@ -130,6 +159,21 @@ class Recognizer:
     def aligned(self, crop: np.ndarray) -> tuple[np.ndarray, float]:
         """Per-position probabilities and the cost of forcing 17 characters (``ctc.align``)."""
         return align(self.columns(crop))
+
+    def aligned_views(
+        self, crop: np.ndarray, first: tuple[np.ndarray, float]
+    ) -> tuple[np.ndarray, float]:
+        """``aligned`` over the crop and its ``reframed`` views, fused (``fuse_views``);
+        ``first`` is the crop's own ``aligned``. The cost is the views' median."""
+        probs, costs = [first[0]], [first[1]]
+        for view in reframed(crop):
+            try:
+                p, cost = self.aligned(view)
+            except AlignmentError:  # a view too narrow for 17 columns adds nothing
+                continue
+            probs.append(p)
+            costs.append(cost)
+        return fuse_views(probs), float(np.median(costs))
 
     def read(
         self, crop: np.ndarray, policy: ChecksumPolicy | str = ChecksumPolicy.AUTO, k: int = 5

@@ -67,3 +67,36 @@ def test_other_output_widths_are_refused() -> None:
     """A model of an alphabet the agent does not know must fail loudly, not be misread."""
     with pytest.raises(ValueError, match="output classes"):
         vin_columns(np.zeros((80, 30)))
+
+
+def test_fused_views_keep_what_they_agree_on_and_doubt_the_rest() -> None:
+    """The second look must lower a position's probability where the framings disagree
+    (so the calibrated confidence falls) and leave a position they agree on as it was,
+    mass included: a fused read may not look surer than its views."""
+    from agent.vision.recognizer import fuse_views
+
+    agree = np.full((17, 33), 0.01 / 32)
+    agree[:, 5] = 0.99
+    other = agree.copy()
+    other[3] = 0.01 / 32
+    other[3, 7] = 0.99
+    fused = fuse_views([agree, agree, other])
+    assert np.allclose(fused[0], agree[0])
+    assert np.allclose(fused.sum(axis=1), [*[1.0] * 17])
+    assert fused[3].max() < 0.9 and fused[3].argmax() == 5
+    halved = agree * 0.5  # a position half likely to hold no character at all
+    assert np.allclose(fuse_views([halved, halved]).sum(axis=1), 0.5)
+
+
+def test_reframed_views_are_the_crop_moved_a_little() -> None:
+    """Each view must stay a crop of the same line (same height, width within a few
+    per cent) or the model would read another line, not the same one framed anew."""
+    from agent.vision.recognizer import reframed
+
+    crop = np.random.default_rng(0).integers(0, 255, (48, 480), dtype=np.uint8)
+    views = reframed(crop)
+    assert len(views) == 3
+    for v in views:
+        assert v.shape[0] == 48 and abs(v.shape[1] - 480) <= 480 // 15
+    assert np.array_equal(views[1], crop[:, 12:468])
+    assert np.array_equal(views[2][3:], crop[:-3])
