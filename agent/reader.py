@@ -248,7 +248,7 @@ class Reader:
         """Read a detected line both ways round and keep the likelier reading: the read,
         the cost of forcing it into 17 characters, and how many characters it showed.
         With ``second_look``, a read the VIN rules or its publish floor refuse is read
-        again from the crop's ``reframed`` views fused (``Reader.second_look``).
+        again from the crop's reframed views, fused (``Recognizer.aligned_views``).
 
         The detector's quads do not know which end the text starts at (a
         photo can be upside down), so the 180-degree turn is scored too;
