@@ -257,16 +257,16 @@ class Reader:
         round is None before any alignment (most retried crops are that).
         """
         crop = rectify(frame, pad_quad(det.quad))
-        views = [self.recognizer.columns(view) for view in (crop, crop[::-1, ::-1])]
+        crops = (crop, crop[::-1, ::-1])
+        views = [self.recognizer.columns(view) for view in crops]
         if screen and all(abs(count_characters(c) - vin.VIN_LENGTH) > SCREEN_SLACK for c in views):
             return None
         readings = []
-        for columns in views:
+        for view, columns in zip(crops, views, strict=True):
             probs, cost = align(columns)
             score = float(np.log(np.maximum(probs.max(axis=1), 1e-12)).sum())
-            readings.append((score, probs, cost, columns))
-        best = max(range(2), key=lambda i: readings[i][0])
-        _, probs, cost, columns = readings[best]
+            readings.append((score, probs, cost, columns, view))
+        _, probs, cost, columns, view = max(readings, key=lambda x: x[0])
         read = self.recognizer.read_probs(probs, self.policy)
         seen = count_characters(columns)
         if second_look and self.second_look and abs(seen - vin.VIN_LENGTH) <= SCREEN_SLACK:
@@ -274,24 +274,35 @@ class Reader:
                 self.min_confidence, read.decoded.checksum_valid, "ocr", {det.origin}
             )
             if rejection(read, cost) is not None or read.confidence < floor:
-                view = crop if best == 0 else crop[::-1, ::-1]
-                fused, fused_cost = self.recognizer.aligned_views(view, (probs, cost))
-                again = self.recognizer.read_probs(fused, self.policy)
-                # One more chance to force text into a VIN, so as for retries: only a
-                # read its check digit verifies, and one the threshold lets through.
-                # 1,000 generated scenes (seed 2718, detector 1.6.0, recognizer 1.2.1,
-                # vin-agent eval's defaults), exact / wrong / false reads: without
-                # 58.47 % / 1.41 % / 9 of 150; with 59.32 / 1.51 / 9; also keeping
-                # unverified second looks 59.89 / 1.60 / 11; 2,000 (seed 31337)
-                # 58.53 / 1.91 / 15 of 266 -> 60.70 / 2.04 / 15.
-                need = publish_floor(self.min_confidence, True, "ocr", {det.origin})
-                if (
-                    again.decoded.checksum_valid
-                    and rejection(again, fused_cost) is None
-                    and again.confidence >= need
-                ):
-                    return again, fused_cost, seen
+                again = self._second_look(view, probs, cost, det.origin)
+                if again is not None:
+                    return again[0], again[1], seen
         return read, cost, seen
+
+    def _second_look(
+        self, view: np.ndarray, probs: np.ndarray, cost: float, origin: str
+    ) -> tuple[Read, float] | None:
+        """The refused read of ``view`` (its ``probs`` and ``cost``) read again from the
+        crop's reframed views fused, and its cost; None unless that read is publishable.
+
+        One more chance to force text into a VIN, so as for retries: only a read
+        its check digit verifies, and one the threshold lets through. 1,000
+        generated scenes (seed 2718, detector 1.6.0, recognizer 1.2.1, vin-agent
+        eval's defaults), exact / wrong / false reads: without 58.47 % / 1.41 % /
+        9 of 150; with 59.32 / 1.51 / 9; also keeping unverified second looks
+        59.89 / 1.60 / 11; 2,000 (seed 31337) 58.53 / 1.91 / 15 of 266 -> 60.70 /
+        2.04 / 15.
+        """
+        fused, fused_cost = self.recognizer.aligned_views(view, (probs, cost))
+        again = self.recognizer.read_probs(fused, self.policy)
+        need = publish_floor(self.min_confidence, True, "ocr", {origin})
+        if (
+            again.decoded.checksum_valid
+            and rejection(again, fused_cost) is None
+            and again.confidence >= need
+        ):
+            return again, fused_cost
+        return None
 
     def _read_line(
         self, frame: np.ndarray, det: Detection, retry: bool = True, screen: bool = False
